@@ -269,9 +269,11 @@ func (x *Snapshot) GetErrors() []*CollectionError {
 // gives the new complete state.
 type Delta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The sequence number of the report this delta applies to: the previous
-	// report of the same agent. The collector refuses a delta whose base is not
-	// the last report it stored for the agent and asks for a snapshot.
+	// The sequence number of the state this delta applies to: the agent's last
+	// Snapshot or Delta (Heartbeats in between do not count, so an agent may
+	// coalesce a run of Heartbeats in its spool). The collector refuses a delta
+	// whose base is not the last Snapshot or Delta it stored for the agent and
+	// asks for a snapshot.
 	BaseSequence uint64 `protobuf:"varint,1,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
 	// When the underlying snapshot was taken, in UTC, by the host's clock.
 	TakenAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
@@ -380,10 +382,13 @@ func (x *Delta) GetErrors() []*CollectionError {
 }
 
 // Heartbeat says that a snapshot taken at taken_at equalled the state after
-// report base_sequence: nothing changed.
+// report base_sequence: nothing changed. Only the latest of a run of
+// Heartbeats carries information; an agent may drop the earlier ones.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The report this heartbeat confirms; as for Delta.base_sequence.
+	// The Snapshot or Delta whose state this heartbeat confirms, as for
+	// Delta.base_sequence. A heartbeat whose base is not the last Snapshot or
+	// Delta stored for the agent asks for a resync, like a Delta.
 	BaseSequence uint64 `protobuf:"varint,1,opt,name=base_sequence,json=baseSequence,proto3" json:"base_sequence,omitempty"`
 	// When the unchanged snapshot was taken, in UTC, by the host's clock.
 	TakenAt       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
