@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Tunables of the interval rules. docs/design/storage.md explains each.
+const (
+	// ServerStartJitter is how far two computed starts (ObservedAt minus
+	// ActiveTime) of the same server session may differ and still be the same
+	// session. Beyond it, the session reconnected.
+	ServerStartJitter = 5 * time.Second
+	// BootJitter is how far two LastBootTime values may differ and still be
+	// the same boot.
+	BootJitter = 5 * time.Second
+	// MaxClockSkew is how far in the future (by the collector's clock) an
+	// ObservedAt may lie before the report is rejected.
+	MaxClockSkew = time.Hour
+	// MaxStringBytes is the longest string kept; longer ones are truncated.
+	MaxStringBytes = 1024
+	// MaxKeyBytes is the longest identifier (LogonID, machine GUID, agent ID)
+	// accepted; a longer one is rejected, since truncating a key could merge
+	// two sessions.
+	MaxKeyBytes = 128
+	// DefaultPageSize is the page size used when a query asks for 0.
+	DefaultPageSize = 100
+	// MaxPageSize is the largest page a query may ask for.
+	MaxPageSize = 1000
+	// MaxQuerySpan is the longest time range a query may cover.
+	MaxQuerySpan = 400 * 24 * time.Hour
+)
+
+// Earliest is the earliest time the store accepts as a real observation,
+// start or boot; earlier values (such as WMI's 1601-01-01 zero) are absurd.
+var Earliest = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Store is the session history in PostgreSQL. It is safe for concurrent use,
+// also by several collector processes on the same database.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+
+	mu       sync.Mutex
+	labels   map[string]int32
+	accounts map[string]int32 // key: lower(domain) + "\\" + lower(name)
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock makes the store read the time from now instead of time.Now; for
+// tests.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.now = now }
+}
+
+// New returns a Store that uses pool. The schema must be migrated (Migrate).
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{
+		pool:     pool,
+		now:      time.Now,
+		labels:   make(map[string]int32),
+		accounts: make(map[string]int32),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Open connects a pool to databaseURL and returns a Store on it. Close
+// releases the pool.
+func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: open pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	return New(pool, opts...), nil
+}
+
+// Close closes the store's pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// cache sizes beyond which the in-memory caches start over.
+const maxCacheEntries = 1 << 20
