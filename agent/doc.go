@@ -1,0 +1,25 @@
+// Package agent is the root of the sessionaudit agent: the Windows service
+// that reads logon sessions (Win32_LogonSession, Win32_LoggedOnUser) and
+// server sessions (Win32_ServerSession) through WMI and reports them to the
+// collector.
+//
+// The data path reads in one direction:
+//
+//	WMI rows (source, Windows-only and thin)
+//	  → Snapshot (source.BuildSnapshot: parsing via cim, joining accounts)
+//	  → Report   (change.Tracker: Snapshot, Delta or Heartbeat, numbered)
+//	  → spool → uplink (later)
+//
+// Sub-packages:
+//   - cim: CIM datetime and WMI object path parsers.
+//   - clock: the injected clock used by everything that reads the time.
+//   - source: the Source interface, WMI row types and rows → proto.
+//   - simulate: a deterministic simulated Source for one host.
+//   - fixture: a Source that replays recorded snapshots (used under Wine).
+//   - change: change detection, from successive snapshots to reports.
+package agent
+
+// Version is the agent's version (semantic version of the build). The build
+// sets it with -ldflags "-X github.com/sessionaudit/sessionaudit/agent.Version=...";
+// it is "dev" in an unstamped build.
+var Version = "dev"
