@@ -1,0 +1,252 @@
+package store
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// sanitizer cleans one report's values and records every change as a Note.
+// The rules are in docs/design/storage.md ("Bad input").
+type sanitizer struct {
+	seq   uint64
+	notes []Note
+}
+
+func (z *sanitizer) note(field, format string, args ...any) {
+	z.notes = append(z.notes, Note{Sequence: z.seq, Field: field, Change: fmt.Sprintf(format, args...)})
+}
+
+// cleanString makes s storable in a PostgreSQL text column: valid UTF-8,
+// without NUL, at most max bytes. It reports what it changed.
+func cleanString(s string, max int) (string, []string) {
+	var changes []string
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+		changes = append(changes, "replaced invalid UTF-8 with U+FFFD")
+	}
+	if n := strings.Count(s, "\x00"); n > 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+		changes = append(changes, fmt.Sprintf("removed %d NUL bytes", n))
+	}
+	if len(s) > max {
+		orig := len(s)
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+		changes = append(changes, fmt.Sprintf("truncated from %d to %d bytes", orig, cut))
+	}
+	return s, changes
+}
+
+func (z *sanitizer) str(field, s string) string {
+	s, changes := cleanString(s, MaxStringBytes)
+	for _, c := range changes {
+		z.note(field, "%s", c)
+	}
+	return s
+}
+
+// validKey checks an identifier given as a call parameter.
+func validKey(field, s string) error {
+	switch {
+	case s == "":
+		return &FieldError{Field: field, Reason: "empty"}
+	case len(s) > MaxKeyBytes:
+		return &FieldError{Field: field, Reason: fmt.Sprintf("%d bytes, longer than %d", len(s), MaxKeyBytes)}
+	case !utf8.ValidString(s):
+		return &FieldError{Field: field, Reason: "not valid UTF-8"}
+	case strings.ContainsRune(s, 0):
+		return &FieldError{Field: field, Reason: "contains a NUL byte"}
+	}
+	return nil
+}
+
+// optTime returns t truncated to PostgreSQL's microseconds, or the zero time
+// (with a note) when t is absurd: before Earliest or after latest.
+func (z *sanitizer) optTime(field string, t, latest time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	if t.Before(Earliest) || t.After(latest) {
+		z.note(field, "absurd time %s dropped (accepted: %s to %s)",
+			t.UTC().Format(time.RFC3339), Earliest.Format(time.RFC3339), latest.UTC().Format(time.RFC3339))
+		return time.Time{}
+	}
+	return pgTime(t)
+}
+
+// pgTime is t in UTC at PostgreSQL's precision.
+func pgTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// cleanReport validates r and returns a sanitized copy. A value that can be
+// repaired is repaired and noted; a report that cannot be stored meaningfully
+// is refused with a *FieldError naming the field.
+func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, error) {
+	z := &sanitizer{seq: r.Sequence}
+	fail := func(field, format string, args ...any) (Report, []Note, error) {
+		return Report{}, nil, &FieldError{Sequence: r.Sequence, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if r.Sequence == 0 {
+		return fail("Sequence", "0 is not a sequence (they start at 1)")
+	}
+	if r.Sequence > math.MaxInt64 {
+		return fail("Sequence", "%d overflows the stored range (at most %d)", r.Sequence, int64(math.MaxInt64))
+	}
+	switch r.Kind {
+	case KindFull:
+	case KindDelta, KindHeartbeat:
+		if r.BaseSequence >= r.Sequence {
+			return fail("BaseSequence", "%d is not before the report's sequence %d", r.BaseSequence, r.Sequence)
+		}
+	default:
+		return fail("Kind", "unknown report kind %d", r.Kind)
+	}
+	latest := now.Add(MaxClockSkew)
+	switch {
+	case r.ObservedAt.IsZero():
+		return fail("ObservedAt", "missing")
+	case r.ObservedAt.Before(Earliest):
+		return fail("ObservedAt", "%s is before %s", r.ObservedAt.UTC().Format(time.RFC3339), Earliest.Format(time.RFC3339))
+	case r.ObservedAt.After(latest):
+		return fail("ObservedAt", "%s is more than %s after the collector's clock (%s)",
+			r.ObservedAt.UTC().Format(time.RFC3339), MaxClockSkew, now.UTC().Format(time.RFC3339))
+	}
+	out := Report{
+		Sequence:     r.Sequence,
+		Kind:         r.Kind,
+		ObservedAt:   pgTime(r.ObservedAt),
+		BaseSequence: r.BaseSequence,
+	}
+	obs := out.ObservedAt
+	if r.Kind == KindHeartbeat {
+		// A heartbeat carries nothing else; anything else given is ignored.
+		out.CollectionErrors = cleanErrors(z, r.CollectionErrors)
+		return out, z.notes, nil
+	}
+	if r.Host != nil {
+		h := *r.Host
+		if h.MachineGUID != "" && !strings.EqualFold(strings.Trim(h.MachineGUID, "{}"), machineGUID) {
+			return fail("Host.MachineGUID", "%q differs from the host the batch is for (%q)", h.MachineGUID, machineGUID)
+		}
+		h.MachineGUID = machineGUID
+		h.Hostname = z.str("Host.Hostname", h.Hostname)
+		h.Domain = z.str("Host.Domain", h.Domain)
+		h.OSCaption = z.str("Host.OSCaption", h.OSCaption)
+		h.OSVersion = z.str("Host.OSVersion", h.OSVersion)
+		h.OSBuild = z.str("Host.OSBuild", h.OSBuild)
+		h.AgentVersion = z.str("Host.AgentVersion", h.AgentVersion)
+		h.LastBootTime = z.optTime("Host.LastBootTime", h.LastBootTime, obs.Add(BootJitter))
+		out.Host = &h
+	}
+	seen := make(map[string]bool, len(r.LogonSessions))
+	out.LogonSessions = make([]LogonSession, 0, len(r.LogonSessions))
+	for i, ls := range r.LogonSessions {
+		f := fmt.Sprintf("LogonSessions[%d]", i)
+		id, changes := cleanString(ls.LogonID, MaxKeyBytes)
+		switch {
+		case ls.LogonID == "":
+			z.note(f+".LogonID", "empty: session dropped")
+			continue
+		case len(changes) > 0:
+			z.note(f+".LogonID", "%q is not a storable key (%s): session dropped", ls.LogonID, strings.Join(changes, ", "))
+			continue
+		case seen[id]:
+			z.note(f+".LogonID", "%q appears twice: later copy dropped", id)
+			continue
+		}
+		seen[id] = true
+		c := LogonSession{
+			LogonID:               id,
+			LogonType:             ls.LogonType,
+			AuthenticationPackage: z.str(f+".AuthenticationPackage", ls.AuthenticationPackage),
+			Caption:               z.str(f+".Caption", ls.Caption),
+			Description:           z.str(f+".Description", ls.Description),
+			Name:                  z.str(f+".Name", ls.Name),
+			Status:                z.str(f+".Status", ls.Status),
+			StartTime:             z.optTime(f+".StartTime", ls.StartTime, obs.Add(MaxClockSkew)),
+			InstallDate:           z.optTime(f+".InstallDate", ls.InstallDate, obs.Add(MaxClockSkew)),
+		}
+		if c.StartTime.After(obs) {
+			z.note(f+".StartTime", "%s is after the observation: set to the observation time %s",
+				c.StartTime.Format(time.RFC3339Nano), obs.Format(time.RFC3339Nano))
+			c.StartTime = obs
+		}
+		if ls.Account != nil {
+			a := Account{
+				Domain: z.str(f+".Account.Domain", ls.Account.Domain),
+				Name:   z.str(f+".Account.Name", ls.Account.Name),
+				SID:    z.str(f+".Account.SID", ls.Account.SID),
+			}
+			if a.Name == "" {
+				z.note(f+".Account.Name", "empty: session stored without account")
+			} else {
+				c.Account = &a
+			}
+		}
+		out.LogonSessions = append(out.LogonSessions, c)
+	}
+	out.ServerSessions = make([]ServerSession, 0, len(r.ServerSessions))
+	for i, ss := range r.ServerSessions {
+		f := fmt.Sprintf("ServerSessions[%d]", i)
+		c := ss
+		c.ComputerName = z.str(f+".ComputerName", ss.ComputerName)
+		c.UserName = z.str(f+".UserName", ss.UserName)
+		c.ClientType = z.str(f+".ClientType", ss.ClientType)
+		c.TransportName = z.str(f+".TransportName", ss.TransportName)
+		c.Caption = z.str(f+".Caption", ss.Caption)
+		c.Description = z.str(f+".Description", ss.Description)
+		c.Name = z.str(f+".Name", ss.Name)
+		c.Status = z.str(f+".Status", ss.Status)
+		c.InstallDate = z.optTime(f+".InstallDate", ss.InstallDate, obs.Add(MaxClockSkew))
+		if ss.ActiveTime != nil && obs.Add(-time.Duration(*ss.ActiveTime)*time.Second).Before(Earliest) {
+			z.note(f+".ActiveTime", "%d s puts the start before %s: treated as absent", *ss.ActiveTime, Earliest.Format(time.RFC3339))
+			c.ActiveTime = nil
+		}
+		out.ServerSessions = append(out.ServerSessions, c)
+	}
+	for i, id := range r.EndedLogonIDs {
+		c, changes := cleanString(id, MaxKeyBytes)
+		if id == "" || len(changes) > 0 {
+			z.note(fmt.Sprintf("EndedLogonIDs[%d]", i), "%q is not a storable key: ignored", id)
+			continue
+		}
+		out.EndedLogonIDs = append(out.EndedLogonIDs, c)
+	}
+	for i, k := range r.EndedServerSessions {
+		f := fmt.Sprintf("EndedServerSessions[%d]", i)
+		out.EndedServerSessions = append(out.EndedServerSessions, ServerSessionKey{
+			ComputerName: z.str(f+".ComputerName", k.ComputerName),
+			UserName:     z.str(f+".UserName", k.UserName),
+		})
+	}
+	out.CollectionErrors = cleanErrors(z, r.CollectionErrors)
+	return out, z.notes, nil
+}
+
+func cleanErrors(z *sanitizer, errs []CollectionError) []CollectionError {
+	var out []CollectionError
+	for i, e := range errs {
+		f := fmt.Sprintf("CollectionErrors[%d]", i)
+		out = append(out, CollectionError{
+			Class:     z.str(f+".Class", e.Class),
+			Message:   z.str(f+".Message", e.Message),
+			ValueOnly: e.ValueOnly,
+		})
+	}
+	return out
+}
+
+// incomplete reports whether r's list of class is incomplete.
+func (r *Report) incomplete(class string) bool {
+	for _, e := range r.CollectionErrors {
+		if !e.ValueOnly && strings.EqualFold(e.Class, class) {
+			return true
+		}
+	}
+	return false
+}
