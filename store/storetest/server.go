@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -115,6 +118,7 @@ func startContainer(ctx context.Context) (*server, error) {
 	if _, err := docker.Ping(ctx, client.PingOptions{}); err != nil {
 		return nil, &unavailableError{fmt.Sprintf("Docker is not reachable (%v)", err)}
 	}
+	setHostOverride(ctx, docker)
 	// Checked here so that a missing image skips at once instead of failing
 	// (slowly) to pull it.
 	if _, err := docker.ImageInspect(ctx, image); err != nil {
@@ -150,6 +154,51 @@ func startContainer(ctx context.Context) (*server, error) {
 		return nil, errors.Join(err, testcontainers.TerminateContainer(ctr))
 	}
 	return s, nil
+}
+
+// setHostOverride tells testcontainers to reach published ports on
+// 127.0.0.1 when the Docker daemon runs in this network namespace, which it
+// recognises by the default bridge's interface (docker0) being local and
+// having an address in the bridge's subnet.
+//
+// Without it, testcontainers running where /.dockerenv exists (as on the CI
+// machines, which run their own Docker daemon) assumes that the daemon is
+// outside, on the default route's gateway, and never reaches the container.
+// An explicit TESTCONTAINERS_HOST_OVERRIDE is left alone.
+func setHostOverride(ctx context.Context, docker *testcontainers.DockerClient) {
+	const env = "TESTCONTAINERS_HOST_OVERRIDE"
+	if _, set := os.LookupEnv(env); set || !strings.HasPrefix(docker.DaemonHost(), "unix://") {
+		return
+	}
+	bridge, err := docker.NetworkInspect(ctx, "bridge", client.NetworkInspectOptions{})
+	if err != nil {
+		return
+	}
+	name := bridge.Network.Options["com.docker.network.bridge.name"]
+	if name == "" {
+		name = "docker0"
+	}
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		return
+	}
+	addrs, err := iface.Addrs()
+	if err != nil {
+		return
+	}
+	for _, cfg := range bridge.Network.IPAM.Config {
+		for _, a := range addrs {
+			ipNet, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipNet.IP)
+			if ok && cfg.Subnet.IsValid() && cfg.Subnet.Contains(ip.Unmap()) {
+				os.Setenv(env, "127.0.0.1")
+				return
+			}
+		}
+	}
 }
 
 // close releases the admin pool and terminates the container, if any.
