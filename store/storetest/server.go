@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,8 +19,11 @@ import (
 	"github.com/testcontainers/testcontainers-go/modules/postgres"
 )
 
-// ContainerLabel is set on the containers storetest starts. If a test process
-// is killed before [Main] terminates its container, remove the leftovers with
+// ContainerLabel is set on the containers storetest starts, together with
+// ContainerLabel+".host" and ContainerLabel+".pid" naming the test process.
+// If a test process dies before [Main] terminates its container (a -timeout
+// panic, a kill), the next test process on the same host removes it; to
+// remove all of them by hand:
 //
 //	docker rm -f -v $(docker ps -aq --filter label=org.sessionaudit.storetest)
 const ContainerLabel = "org.sessionaudit.storetest"
@@ -128,6 +132,9 @@ func startContainer(ctx context.Context) (*server, error) {
 		return nil, fmt.Errorf("inspecting docker image %s: %w", image, err)
 	}
 
+	hostname, _ := os.Hostname()
+	removeOrphans(ctx, docker, hostname)
+
 	ctr, err := postgres.Run(ctx, image,
 		postgres.WithUsername(containerUser),
 		postgres.WithPassword(containerPassword),
@@ -136,8 +143,9 @@ func startContainer(ctx context.Context) (*server, error) {
 		// The data only lives as long as the test process: keep it in memory.
 		testcontainers.WithTmpfs(map[string]string{"/var/lib/postgresql/data": "rw"}),
 		testcontainers.WithLabels(map[string]string{
-			ContainerLabel:          "1",
-			ContainerLabel + ".pid": strconv.Itoa(os.Getpid()),
+			ContainerLabel:           "1",
+			ContainerLabel + ".host": hostname,
+			ContainerLabel + ".pid":  strconv.Itoa(os.Getpid()),
 		}),
 	)
 	if err != nil {
@@ -154,6 +162,31 @@ func startContainer(ctx context.Context) (*server, error) {
 		return nil, errors.Join(err, testcontainers.TerminateContainer(ctr))
 	}
 	return s, nil
+}
+
+// removeOrphans removes the containers left by test processes of this host
+// that no longer run. Failures are ignored: orphans only cost resources.
+func removeOrphans(ctx context.Context, docker *testcontainers.DockerClient, hostname string) {
+	list, err := docker.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: client.Filters{}.Add("label", ContainerLabel+".host="+hostname),
+	})
+	if err != nil {
+		return
+	}
+	for _, c := range list.Items {
+		pid, err := strconv.Atoi(c.Labels[ContainerLabel+".pid"])
+		if err != nil || pid <= 0 || pid == os.Getpid() || processExists(pid) {
+			continue
+		}
+		_, _ = docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}
+}
+
+// processExists reports whether a process with the given id runs.
+func processExists(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // setHostOverride tells testcontainers to reach published ports on
