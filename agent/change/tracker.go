@@ -313,7 +313,7 @@ func stable(s *sessionauditv1.ServerSession) *sessionauditv1.ServerSession {
 
 // errorKey is what identifies a collection error for change detection.
 type errorKey struct {
-	kind                                  sessionauditv1.CollectionErrorKind
+	kind                                   sessionauditv1.CollectionErrorKind
 	class, property, instanceKey, rawValue string
 }
 
