@@ -312,13 +312,14 @@ func (st *ingestState) loadClosed(ctx context.Context, tx pgx.Tx, reports []Repo
 	var logonIDs []string
 	logonFrom := time.Time{}
 	lower := func(t *time.Time, v time.Time) {
-		if t.IsZero() || v.Before(*t) {
+		if !v.IsZero() && (t.IsZero() || v.Before(*t)) {
 			*t = v
 		}
 	}
 	var computers []int32
 	serverFrom := time.Time{}
 	late := st.lastSeen
+	bootFrom := st.currentBoot()
 	openIDs := make(map[string]bool, len(st.logonOpen))
 	for k := range st.logonOpen {
 		openIDs[k.id] = true
@@ -337,11 +338,10 @@ func (st *ingestState) loadClosed(ctx context.Context, tx pgx.Tx, reports []Repo
 				continue
 			}
 			logonIDs = append(logonIDs, ls.LogonID)
-			if ls.StartTime.IsZero() {
-				lower(&logonFrom, Earliest)
-			} else {
-				lower(&logonFrom, ls.StartTime)
-			}
+			lower(&logonFrom, ls.StartTime)
+		}
+		if r.Host != nil && !r.Host.LastBootTime.IsZero() {
+			lower(&bootFrom, r.Host.LastBootTime)
 		}
 		if isLate {
 			logonIDs = append(logonIDs, r.EndedLogonIDs...)
@@ -370,15 +370,19 @@ func (st *ingestState) loadClosed(ctx context.Context, tx pgx.Tx, reports []Repo
 	if len(logonIDs) == 0 && len(computers) == 0 {
 		return nil
 	}
+	// A stored start is the session's StartTime, or the observation that
+	// first saw it when StartTime was absent or clamped: never before its
+	// boot (give or take a day for StartTimes stamped during boot).
+	lower(&logonFrom, bootFrom.Add(-24*time.Hour))
 	b := &pgx.Batch{}
 	if len(logonIDs) > 0 {
-		b.Queue(`SELECT id, boot_time, logon_id, start_time, last_seen, end_before FROM logon_session
+		b.Queue(`SELECT id, boot_time, logon_id, start_time, last_seen, end_before, coalesce(account_id, 0) FROM logon_session
 			WHERE host_id = $1 AND start_time >= $2 AND logon_id = ANY($3) AND end_before < 'infinity'`,
 			st.hostID, logonFrom, logonIDs).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					r := &logonRow{}
-					if err := rows.Scan(&r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.lastSeen, &r.endBefore); err != nil {
+					if err := rows.Scan(&r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.lastSeen, &r.endBefore, &r.accountID); err != nil {
 						return err
 					}
 					r.boot, r.sess.StartTime, r.lastSeen, r.endBefore = r.boot.UTC(), r.sess.StartTime.UTC(), r.lastSeen.UTC(), r.endBefore.UTC()
