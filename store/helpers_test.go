@@ -5,7 +5,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,7 +56,7 @@ func server(computer, user string, active uint32) ServerSession {
 
 func full(seq uint64, obs, boot time.Time, ls []LogonSession, ss []ServerSession) Report {
 	return Report{Sequence: seq, Kind: KindFull, ObservedAt: obs,
-		Host: &Host{MachineGUID: guid, Hostname: "ws01", Domain: "contoso.local", LastBootTime: boot},
+		Host:          &Host{MachineGUID: guid, Hostname: "ws01", Domain: "contoso.local", LastBootTime: boot},
 		LogonSessions: ls, ServerSessions: ss}
 }
 
@@ -169,5 +168,3 @@ func physical(t *testing.T, s *Store) string {
 	}
 	return out
 }
-
-var _ = sync.Mutex{}
