@@ -120,17 +120,17 @@ type Source struct {
 	osBuild, transport      string
 	rebootRate              float64 // per minute
 
-	now     time.Time // simulated up to here
-	boot    time.Time
-	nextID  uint64
+	now       time.Time // simulated up to here
+	boot      time.Time
+	nextID    uint64
 	consoleID int
-	logons  []*logon
-	smbs    []*smb
-	stale   []*logon // ended logons whose Win32_LoggedOnUser links linger
-	day     dayPlan
-	users   []string
-	primary string
-	admins  []string
+	logons    []*logon
+	smbs      []*smb
+	stale     []*logon // ended logons whose Win32_LoggedOnUser links linger
+	day       dayPlan
+	users     []string
+	primary   string
+	admins    []string
 }
 
 type logon struct {
