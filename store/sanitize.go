@@ -100,6 +100,9 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	switch r.Kind {
 	case KindFull:
 	case KindDelta, KindHeartbeat:
+		if r.BaseSequence == 0 {
+			return fail("BaseSequence", "0 names no report: a %s needs the report it applies to", r.Kind)
+		}
 		if r.BaseSequence >= r.Sequence {
 			return fail("BaseSequence", "%d is not before the report's sequence %d", r.BaseSequence, r.Sequence)
 		}
