@@ -297,7 +297,10 @@ func TestPartitionsAndRetention(t *testing.T) {
 	errs := make([]error, 4)
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = s.EnsurePartitions(ctx, time.Date(2026, 12, 15, 0, 0, 0, 0, time.UTC)) }()
+		go func() {
+			defer wg.Done()
+			errs[i] = s.EnsurePartitions(ctx, time.Date(2026, 12, 15, 0, 0, 0, 0, time.UTC))
+		}()
 	}
 	wg.Wait()
 	for _, err := range errs {
