@@ -267,7 +267,7 @@ func shutdown() error {
 	templatesMu.Lock()
 	for _, tmpl := range templates {
 		// A container is thrown away anyway; only a shared server needs tidying.
-		if tmpl.err == nil && theServer.container == nil {
+		if tmpl.err == nil && theServer.stopContainer == nil {
 			if err := theServer.dropDatabase(tmpl.name); err != nil {
 				errs = append(errs, err.Error())
 			}
