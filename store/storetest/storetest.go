@@ -106,7 +106,7 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// NewDatabase returns the URL of a new, empty-but-prepared database that only
+// NewDatabase returns the URL of a new database, a copy of the prepared template, that only
 // this test uses. It is created from a template database which prepare (for
 // example the store's migrations) fills once per test process; the database
 // is dropped when the test and its subtests have finished.
