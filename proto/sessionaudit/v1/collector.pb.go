@@ -32,7 +32,13 @@ type EnrollRequest struct {
 	// made (ECDSA P-256 or Ed25519). Its subject is ignored.
 	CsrDer []byte `protobuf:"bytes,2,opt,name=csr_der,json=csrDer,proto3" json:"csr_der,omitempty"`
 	// The host's identity and facts; machine_guid is required.
-	Host          *Host `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	Host *Host `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// Instead of a secret, after the agent's certificate expired: that
+	// certificate, DER-encoded...
+	PreviousCertificateDer []byte `protobuf:"bytes,4,opt,name=previous_certificate_der,json=previousCertificateDer,proto3" json:"previous_certificate_der,omitempty"`
+	// ...and a signature by its key over csr_der, proving the agent still
+	// holds it (see server/pki.SignRenewalProof).
+	RenewalProof  []byte `protobuf:"bytes,5,opt,name=renewal_proof,json=renewalProof,proto3" json:"renewal_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +90,20 @@ func (x *EnrollRequest) GetCsrDer() []byte {
 func (x *EnrollRequest) GetHost() *Host {
 	if x != nil {
 		return x.Host
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetPreviousCertificateDer() []byte {
+	if x != nil {
+		return x.PreviousCertificateDer
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetRenewalProof() []byte {
+	if x != nil {
+		return x.RenewalProof
 	}
 	return nil
 }
@@ -411,11 +431,13 @@ var File_sessionaudit_v1_collector_proto protoreflect.FileDescriptor
 
 const file_sessionaudit_v1_collector_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsessionaudit/v1/collector.proto\x12\x0fsessionaudit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asessionaudit/v1/host.proto\x1a\x1csessionaudit/v1/report.proto\"\x80\x01\n" +
+	"\x1fsessionaudit/v1/collector.proto\x12\x0fsessionaudit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asessionaudit/v1/host.proto\x1a\x1csessionaudit/v1/report.proto\"\xdf\x01\n" +
 	"\rEnrollRequest\x12+\n" +
 	"\x11enrollment_secret\x18\x01 \x01(\tR\x10enrollmentSecret\x12\x17\n" +
 	"\acsr_der\x18\x02 \x01(\fR\x06csrDer\x12)\n" +
-	"\x04host\x18\x03 \x01(\v2\x15.sessionaudit.v1.HostR\x04host\"\xec\x01\n" +
+	"\x04host\x18\x03 \x01(\v2\x15.sessionaudit.v1.HostR\x04host\x128\n" +
+	"\x18previous_certificate_der\x18\x04 \x01(\fR\x16previousCertificateDer\x12#\n" +
+	"\rrenewal_proof\x18\x05 \x01(\fR\frenewalProof\"\xec\x01\n" +
 	"\x0eEnrollResponse\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12'\n" +
 	"\x0fcertificate_der\x18\x02 \x01(\fR\x0ecertificateDer\x12 \n" +

@@ -37,14 +37,20 @@ type CollectorServiceClient interface {
 	// a client certificate bound to a new agent id and to host.machine_guid.
 	//
 	// Who: anyone holding a valid enrollment secret; no client certificate is
-	// needed. Guarantees: the private key never leaves the agent; the
-	// certificate is short-lived (renew with Renew); each successful call uses
-	// one use of the secret. Enrolling again for the same machine GUID gives a
-	// new agent id and disables no older one (an admin can).
+	// needed. An agent whose certificate expired (less than 30 days ago) may
+	// instead prove it holds the old key (previous_certificate_der +
+	// renewal_proof) and keeps its agent id without using a secret.
+	//
+	// Guarantees: the private key never leaves the agent; the certificate is
+	// short-lived (renew with Renew); each successful call uses one use of the
+	// secret. A machine GUID already held by an enabled agent is not enrolled
+	// again unless an admin allowed it (see docs/design/security.md).
 	//
 	// Errors: UNAUTHENTICATED for an unknown, revoked, expired or used-up
-	// secret (without saying which); INVALID_ARGUMENT for a malformed CSR or
-	// host, naming the field; RESOURCE_EXHAUSTED when rate-limited.
+	// secret or a bad renewal proof (without saying which); FAILED_PRECONDITION
+	// when the machine GUID is held by an enabled agent; INVALID_ARGUMENT for a
+	// malformed CSR or host, naming the field; RESOURCE_EXHAUSTED when
+	// rate-limited.
 	Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
 	// Renew issues a fresh certificate for the calling agent before its current
 	// one expires, for a new key pair.
@@ -129,14 +135,20 @@ type CollectorServiceServer interface {
 	// a client certificate bound to a new agent id and to host.machine_guid.
 	//
 	// Who: anyone holding a valid enrollment secret; no client certificate is
-	// needed. Guarantees: the private key never leaves the agent; the
-	// certificate is short-lived (renew with Renew); each successful call uses
-	// one use of the secret. Enrolling again for the same machine GUID gives a
-	// new agent id and disables no older one (an admin can).
+	// needed. An agent whose certificate expired (less than 30 days ago) may
+	// instead prove it holds the old key (previous_certificate_der +
+	// renewal_proof) and keeps its agent id without using a secret.
+	//
+	// Guarantees: the private key never leaves the agent; the certificate is
+	// short-lived (renew with Renew); each successful call uses one use of the
+	// secret. A machine GUID already held by an enabled agent is not enrolled
+	// again unless an admin allowed it (see docs/design/security.md).
 	//
 	// Errors: UNAUTHENTICATED for an unknown, revoked, expired or used-up
-	// secret (without saying which); INVALID_ARGUMENT for a malformed CSR or
-	// host, naming the field; RESOURCE_EXHAUSTED when rate-limited.
+	// secret or a bad renewal proof (without saying which); FAILED_PRECONDITION
+	// when the machine GUID is held by an enabled agent; INVALID_ARGUMENT for a
+	// malformed CSR or host, naming the field; RESOURCE_EXHAUSTED when
+	// rate-limited.
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
 	// Renew issues a fresh certificate for the calling agent before its current
 	// one expires, for a new key pair.
