@@ -187,10 +187,13 @@ type Snapshot struct {
 	// When the snapshot was taken, in UTC, by the host's clock.
 	TakenAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
 	// Every instance of Win32_LogonSession, each joined with its account.
-	// Complete unless errors name Win32_LogonSession.
+	// Complete unless errors name Win32_LogonSession with an incomplete kind;
+	// then the collector keeps what it knew of the class. When
+	// Win32_LoggedOnUser failed, a missing account means "unknown", not "none",
+	// and the collector keeps the account it knew.
 	LogonSessions []*LogonSession `protobuf:"bytes,3,rep,name=logon_sessions,json=logonSessions,proto3" json:"logon_sessions,omitempty"`
 	// Every instance of Win32_ServerSession. Complete unless errors name
-	// Win32_ServerSession.
+	// Win32_ServerSession with an incomplete kind (see logon_sessions).
 	ServerSessions []*ServerSession `protobuf:"bytes,4,rep,name=server_sessions,json=serverSessions,proto3" json:"server_sessions,omitempty"`
 	// Problems met while taking the snapshot. A class named here with kind
 	// QUERY_FAILED, TIMEOUT or DISABLED has an incomplete list.
@@ -266,7 +269,9 @@ func (x *Snapshot) GetErrors() []*CollectionError {
 
 // Delta is the difference between the snapshot taken at taken_at and the
 // state after the report numbered base_sequence. Applying it to that state
-// gives the new complete state.
+// gives the new complete state. A Delta never spans a reboot or a change of
+// machine GUID: LogonIds are reused across boots, so the agent sends a
+// Snapshot then.
 type Delta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The sequence number of the state this delta applies to: the agent's last
@@ -382,7 +387,8 @@ func (x *Delta) GetErrors() []*CollectionError {
 }
 
 // Heartbeat says that a snapshot taken at taken_at equalled the state after
-// report base_sequence: nothing changed. Only the latest of a run of
+// report base_sequence: nothing changed, collection errors included (a new
+// or cleared error is sent as a Delta). Only the latest of a run of
 // Heartbeats carries information; an agent may drop the earlier ones.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
