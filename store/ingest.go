@@ -334,7 +334,9 @@ func (st *ingestState) loadClosed(ctx context.Context, tx pgx.Tx, reports []Repo
 			late = r.ObservedAt
 		}
 		for _, ls := range r.LogonSessions {
-			if openIDs[ls.LogonID] && !isLate {
+			if !isLate && (openIDs[ls.LogonID] || ls.StartTime.After(st.logonSeenAt)) {
+				// Open, or started after the last complete observation: it
+				// cannot have been stored as ended.
 				continue
 			}
 			logonIDs = append(logonIDs, ls.LogonID)
@@ -356,7 +358,8 @@ func (st *ingestState) loadClosed(ctx context.Context, tx pgx.Tx, reports []Repo
 		for _, ss := range r.ServerSessions {
 			p := peerKey{st.ids.label(ss.ComputerName), st.ids.label(ss.UserName)}
 			start, known := serverStart(&ss, r.ObservedAt)
-			if !isLate && matchOpen(st.serverOpen[p], start, known, nil) != nil {
+			if !isLate && (matchOpen(st.serverOpen[p], start, known, nil) != nil ||
+				(known && start.After(st.serverSeenAt.Add(ServerStartJitter)))) {
 				continue
 			}
 			computers = append(computers, p.computer)
