@@ -22,6 +22,10 @@ type State struct {
 	// Sequence is the sequence number of the last report applied; 0 before
 	// any.
 	Sequence uint64
+	// StateSequence is the sequence number of the last Snapshot or Delta
+	// applied: the base the next Delta or Heartbeat names. Heartbeats do not
+	// move it, so an agent may drop or coalesce them.
+	StateSequence uint64
 	// TakenAt is the taken_at of the last report applied (a heartbeat
 	// included).
 	TakenAt time.Time
@@ -70,10 +74,10 @@ func newServerEntry(takenAt time.Time, s *sessionauditv1.ServerSession) serverEn
 //     snapshot's errors mark incomplete (QUERY_FAILED, TIMEOUT, DISABLED for
 //     Win32_LogonSession or Win32_ServerSession), which keeps its previous
 //     content.
-//   - A Delta must have base_sequence equal to the state's Sequence; it
-//     replaces the host when it carries one, upserts and ends sessions.
-//   - A Heartbeat must have base_sequence equal to the state's Sequence; it
-//     changes only TakenAt.
+//   - A Delta must have base_sequence equal to the state's StateSequence;
+//     it replaces the host when it carries one, upserts and ends sessions.
+//   - A Heartbeat must have base_sequence equal to the state's
+//     StateSequence; it changes only TakenAt (and Sequence).
 //
 // r's sequence must be above the state's. On error the state is unchanged.
 func (s *State) Apply(r *sessionauditv1.Report) error {
@@ -105,8 +109,8 @@ func (s *State) Apply(r *sessionauditv1.Report) error {
 		s.TakenAt = takenAt
 	case *sessionauditv1.Report_Delta:
 		d := c.Delta
-		if d.GetBaseSequence() != s.Sequence {
-			return fmt.Errorf("change: apply report %d: delta on base %d, but the last report applied is %d", seq, d.GetBaseSequence(), s.Sequence)
+		if d.GetBaseSequence() != s.StateSequence {
+			return fmt.Errorf("change: apply report %d: delta on base %d, but the last snapshot or delta applied is %d", seq, d.GetBaseSequence(), s.StateSequence)
 		}
 		if d.GetTakenAt() == nil {
 			return fmt.Errorf("change: apply report %d: delta without taken_at", seq)
@@ -130,8 +134,8 @@ func (s *State) Apply(r *sessionauditv1.Report) error {
 		s.TakenAt = takenAt
 	case *sessionauditv1.Report_Heartbeat:
 		h := c.Heartbeat
-		if h.GetBaseSequence() != s.Sequence {
-			return fmt.Errorf("change: apply report %d: heartbeat on base %d, but the last report applied is %d", seq, h.GetBaseSequence(), s.Sequence)
+		if h.GetBaseSequence() != s.StateSequence {
+			return fmt.Errorf("change: apply report %d: heartbeat on base %d, but the last snapshot or delta applied is %d", seq, h.GetBaseSequence(), s.StateSequence)
 		}
 		if h.GetTakenAt() == nil {
 			return fmt.Errorf("change: apply report %d: heartbeat without taken_at", seq)
@@ -139,6 +143,9 @@ func (s *State) Apply(r *sessionauditv1.Report) error {
 		s.TakenAt = h.GetTakenAt().AsTime()
 	default:
 		return fmt.Errorf("change: apply report %d: no content", seq)
+	}
+	if r.GetHeartbeat() == nil {
+		s.StateSequence = seq
 	}
 	s.Sequence = seq
 	return nil

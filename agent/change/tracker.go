@@ -142,13 +142,13 @@ func (t *Tracker) Next(snap *sessionauditv1.Snapshot) (*sessionauditv1.Report, e
 		if d == nil {
 			d = &sessionauditv1.Delta{}
 		}
-		d.BaseSequence = t.state.Sequence
+		d.BaseSequence = t.state.StateSequence
 		d.TakenAt = cur.GetTakenAt()
 		d.Errors = cur.GetErrors()
 		report.Content = &sessionauditv1.Report_Delta{Delta: d}
 	} else {
 		report.Content = &sessionauditv1.Report_Heartbeat{Heartbeat: &sessionauditv1.Heartbeat{
-			BaseSequence: t.state.Sequence, TakenAt: cur.GetTakenAt(),
+			BaseSequence: t.state.StateSequence, TakenAt: cur.GetTakenAt(),
 		}}
 	}
 	if err := t.state.Apply(report); err != nil {

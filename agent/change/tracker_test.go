@@ -136,12 +136,26 @@ func TestTrackerSequenceAndHeartbeat(t *testing.T) {
 		s.clock.Advance(time.Minute)
 		r = s.next(s.snap(ls, nil))
 		s.want(r, "heartbeat")
-		if hb := r.GetHeartbeat(); hb.GetBaseSequence() != 41+uint64(i) || !hb.GetTakenAt().AsTime().Equal(s.clock.Now()) {
-			t.Fatalf("heartbeat %v", hb)
+		// A heartbeat names the last state-changing report, not the
+		// previous heartbeat, so heartbeats can be coalesced.
+		if hb := r.GetHeartbeat(); hb.GetBaseSequence() != 41 || r.GetSequence() != 42+uint64(i) || !hb.GetTakenAt().AsTime().Equal(s.clock.Now()) {
+			t.Fatalf("heartbeat %d: %v", r.GetSequence(), hb)
 		}
 	}
 	if s.tracker.NextSequence() != 45 {
 		t.Fatalf("NextSequence = %d, want 45", s.tracker.NextSequence())
+	}
+	s.clock.Advance(time.Minute)
+	r = s.next(s.snap(ls[:1], nil))
+	s.want(r, "delta")
+	if d := r.GetDelta(); d.GetBaseSequence() != 41 || r.GetSequence() != 45 {
+		t.Fatalf("delta %d after heartbeats has base %d, want 41", r.GetSequence(), d.GetBaseSequence())
+	}
+	s.clock.Advance(time.Minute)
+	r = s.next(s.snap(ls[:1], nil))
+	s.want(r, "heartbeat")
+	if hb := r.GetHeartbeat(); hb.GetBaseSequence() != 45 {
+		t.Fatalf("heartbeat after delta 45 has base %d", hb.GetBaseSequence())
 	}
 }
 
