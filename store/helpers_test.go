@@ -168,3 +168,5 @@ func physical(t *testing.T, s *Store) string {
 	}
 	return out
 }
+
+func storetestNewDatabase(tb testing.TB) string { return storetest.NewDatabase(tb, Migrate) }
