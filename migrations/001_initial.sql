@@ -128,3 +128,16 @@ CREATE TABLE ingest_note (
     note        text        NOT NULL
 );
 CREATE INDEX ingest_note_recorded ON ingest_note (recorded_at);
+
+-- assert_updated fails the transaction when an UPDATE of the ingest did not
+-- touch the rows it read under the host lock: the statement pipeline that
+-- ends with COMMIT then never commits a partial write.
+CREATE FUNCTION assert_updated(expected integer, actual bigint, what text) RETURNS integer
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF expected <> actual THEN
+        RAISE EXCEPTION 'updated % %, expected %: the stored state changed under the host lock', actual, what, expected;
+    END IF;
+    RETURN 0;
+END
+$$;

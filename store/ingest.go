@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -58,11 +57,20 @@ func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports
 		return res, err
 	}
 
-	tx, err := s.pool.Begin(ctx)
+	// BEGIN travels in the first pipeline and COMMIT in the last, so that a
+	// typical call costs two round trips.
+	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return res, fmt.Errorf("store: ingest host %s: begin: %w", machineGUID, err)
+		return res, fmt.Errorf("store: ingest host %s: acquire a connection: %w", machineGUID, err)
 	}
-	defer tx.Rollback(context.Background())
+	defer pc.Release()
+	tx := pc.Conn()
+	committed := false
+	defer func() {
+		if !committed {
+			_, _ = tx.Exec(context.Background(), "ROLLBACK")
+		}
+	}()
 
 	needSessions := false
 	for _, r := range clean {
@@ -102,9 +110,7 @@ func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports
 	if err := st.flush(ctx, tx, agentID, now, res.Sanitized); err != nil {
 		return IngestResult{Rejected: res.Rejected}, fmt.Errorf("store: ingest host %s agent %q: %w", machineGUID, agentID, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return IngestResult{Rejected: res.Rejected}, fmt.Errorf("store: ingest host %s agent %q: commit: %w", machineGUID, agentID, err)
-	}
+	committed = true
 	res.Applied = applied
 	res.Acknowledged = st.hwm
 	return res, resync
@@ -242,7 +248,7 @@ func nullTime(t pgtype.Timestamptz) time.Time {
 
 // loadState locks the host's row (creating it), then the agent's, and reads
 // the host's open sessions.
-func loadState(ctx context.Context, tx pgx.Tx, agentID, guid string, now time.Time, sessions bool) (*ingestState, error) {
+func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time.Time, sessions bool) (*ingestState, error) {
 	st := &ingestState{
 		logonOpen:    make(map[logonKey]*logonRow),
 		logonClosed:  make(map[logonKey]*logonRow),
@@ -250,6 +256,7 @@ func loadState(ctx context.Context, tx pgx.Tx, agentID, guid string, now time.Ti
 		serverClosed: make(map[peerKey][]*serverRow),
 	}
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	var lastSeen, logonSeen, serverSeen pgtype.Timestamptz
 	b.Queue(`INSERT INTO host (machine_guid, first_received, last_received) VALUES ($1, $2, $2)
 		ON CONFLICT (machine_guid) DO UPDATE SET last_received = greatest(host.last_received, excluded.last_received)
@@ -308,7 +315,7 @@ func loadState(ctx context.Context, tx pgx.Tx, agentID, guid string, now time.Ti
 // loadClosed reads the closed intervals the reports may meet again: a
 // logon session seen after it was taken as ended (WMI's stale or flickering
 // rows), or sessions a late report mentions.
-func (st *ingestState) loadClosed(ctx context.Context, tx pgx.Tx, reports []Report) error {
+func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []Report) error {
 	var logonIDs []string
 	logonFrom := time.Time{}
 	lower := func(t *time.Time, v time.Time) {
@@ -779,37 +786,32 @@ func tsOpt(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: true}
 }
 
-func textOpt(s string) any {
+func textOpt(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return s
+	return &s
 }
 
-func int4Opt(v int32) any {
+func int4Opt(v int32) *int32 {
 	if v == 0 {
 		return nil
 	}
-	return v
+	return &v
 }
 
-func int8Opt(v *uint32) any {
+func int8Opt(v *uint32) *int64 {
 	if v == nil {
 		return nil
 	}
-	return int64(*v)
+	x := int64(*v)
+	return &x
 }
 
-var logonColumns = []string{"boot_time", "start_time", "last_seen", "end_before", "install_date", "logon_type",
-	"host_id", "account_id", "auth_package_id", "logon_id", "caption", "description", "name", "status"}
-
-var serverColumns = []string{"start_time", "last_seen", "end_before", "install_date", "session_type",
-	"host_id", "computer_label", "user_label", "client_type_label", "transport_label",
-	"caption", "description", "name", "status"}
-
-// flush writes the call's net changes: new intervals by COPY (sorted by key),
-// changed ones by one UPDATE per table, then the host, agent and notes.
-func (st *ingestState) flush(ctx context.Context, tx pgx.Tx, agentID string, now time.Time, notes []Note) error {
+// flush writes the call's net changes in one pipeline ending with COMMIT:
+// new intervals by INSERT ... SELECT FROM unnest (sorted by key), changed
+// ones by one UPDATE per table (sorted by id), the host, agent and notes.
+func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, now time.Time, notes []Note) error {
 	var newLogon, updLogon []*logonRow
 	for _, r := range st.logonRows {
 		if r.id == 0 {
@@ -826,24 +828,34 @@ func (st *ingestState) flush(ctx context.Context, tx pgx.Tx, agentID string, now
 			updServer = append(updServer, r)
 		}
 	}
-	if len(newLogon) > 0 {
+	b := &pgx.Batch{}
+	if n := len(newLogon); n > 0 {
 		slices.SortFunc(newLogon, func(a, b *logonRow) int {
 			if c := a.boot.Compare(b.boot); c != 0 {
 				return c
 			}
 			return strings.Compare(a.sess.LogonID, b.sess.LogonID)
 		})
-		rows := make([][]any, len(newLogon))
+		boots, starts, lasts, ends, installs := make([]time.Time, n), make([]time.Time, n),
+			make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		types, accts, auths := make([]*int64, n), make([]*int32, n), make([]*int32, n)
+		ids, captions, descs, names, statuses := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 		for i, r := range newLogon {
-			rows[i] = []any{r.boot, r.sess.StartTime, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate),
-				int8Opt(r.sess.LogonType), st.hostID, int4Opt(r.accountID), int4Opt(r.authID), r.sess.LogonID,
-				textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)}
+			boots[i], starts[i], lasts[i], ends[i], installs[i] = r.boot, r.sess.StartTime, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
+			types[i], accts[i], auths[i] = int8Opt(r.sess.LogonType), int4Opt(r.accountID), int4Opt(r.authID)
+			ids[i], captions[i], descs[i], names[i], statuses[i] = r.sess.LogonID, textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"logon_session"}, logonColumns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copy %d new logon sessions: %w", len(rows), err)
-		}
+		b.Queue(`INSERT INTO logon_session (boot_time, start_time, last_seen, end_before, install_date, logon_type,
+				host_id, account_id, auth_package_id, logon_id, caption, description, name, status)
+			SELECT u.boot_time, u.start_time, u.last_seen, u.end_before, u.install_date, u.logon_type,
+				$1, u.account_id, u.auth_package_id, u.logon_id, u.caption, u.description, u.name, u.status
+			FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
+				$7::bigint[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+				AS u(boot_time, start_time, last_seen, end_before, install_date, logon_type, account_id, auth_package_id,
+				     logon_id, caption, description, name, status)`,
+			st.hostID, boots, starts, lasts, ends, installs, types, accts, auths, ids, captions, descs, names, statuses)
 	}
-	if len(newServer) > 0 {
+	if n := len(newServer); n > 0 {
 		slices.SortFunc(newServer, func(a, b *serverRow) int {
 			if c := a.start.Compare(b.start); c != 0 {
 				return c
@@ -853,17 +865,24 @@ func (st *ingestState) flush(ctx context.Context, tx pgx.Tx, agentID string, now
 			}
 			return int(a.peer.user - b.peer.user)
 		})
-		rows := make([][]any, len(newServer))
+		starts, lasts, ends, installs := make([]time.Time, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		types, computers, users, clients, transports := make([]*int64, n), make([]int32, n), make([]int32, n), make([]*int32, n), make([]*int32, n)
+		captions, descs, names, statuses := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 		for i, r := range newServer {
-			rows[i] = []any{r.start, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate), int8Opt(r.sess.SessionType),
-				st.hostID, r.peer.computer, r.peer.user, int4Opt(r.clientID), int4Opt(r.transport),
-				textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)}
+			starts[i], lasts[i], ends[i], installs[i] = r.start, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
+			types[i], computers[i], users[i], clients[i], transports[i] = int8Opt(r.sess.SessionType), r.peer.computer, r.peer.user, int4Opt(r.clientID), int4Opt(r.transport)
+			captions[i], descs[i], names[i], statuses[i] = textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"server_session"}, serverColumns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copy %d new server sessions: %w", len(rows), err)
-		}
+		b.Queue(`INSERT INTO server_session (start_time, last_seen, end_before, install_date, session_type, host_id,
+				computer_label, user_label, client_type_label, transport_label, caption, description, name, status)
+			SELECT u.start_time, u.last_seen, u.end_before, u.install_date, u.session_type, $1,
+				u.computer_label, u.user_label, u.client_type_label, u.transport_label, u.caption, u.description, u.name, u.status
+			FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
+				$7::int[], $8::int[], $9::int[], $10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
+				AS u(start_time, last_seen, end_before, install_date, session_type, computer_label, user_label,
+				     client_type_label, transport_label, caption, description, name, status)`,
+			st.hostID, starts, lasts, ends, installs, types, computers, users, clients, transports, captions, descs, names, statuses)
 	}
-	b := &pgx.Batch{}
 	if len(updLogon) > 0 {
 		slices.SortFunc(updLogon, func(a, b *logonRow) int { return int(a.id - b.id) })
 		n := len(updLogon)
@@ -874,14 +893,15 @@ func (st *ingestState) flush(ctx context.Context, tx pgx.Tx, agentID string, now
 			ids[i], starts[i], stored[i], lasts[i], ends[i], boots[i], accts[i] =
 				r.id, r.sess.StartTime, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore), r.boot, r.accountID
 		}
-		b.Queue(`UPDATE logon_session s
+		b.Queue(`WITH upd AS (UPDATE logon_session s
 			SET last_seen = u.last_seen, end_before = u.end_before, boot_time = u.boot_time,
 			    account_id = nullif(u.account_id, 0)
 			FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
 			            $7::timestamptz[], $8::int[]) AS u(id, start_time, stored_end, last_seen, end_before, boot_time, account_id)
-			WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = u.stored_end AND s.id = u.id`,
-			st.hostID, ids, starts, stored, lasts, ends, boots, accts).
-			Exec(func(ct pgconn.CommandTag) error { return expectRows("logon sessions", ct, n) })
+			WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = u.stored_end AND s.id = u.id
+			RETURNING 1)
+			SELECT assert_updated($9, count(*), 'logon sessions') FROM upd`,
+			st.hostID, ids, starts, stored, lasts, ends, boots, accts, n)
 	}
 	if len(updServer) > 0 {
 		slices.SortFunc(updServer, func(a, b *serverRow) int { return int(a.id - b.id) })
@@ -891,12 +911,13 @@ func (st *ingestState) flush(ctx context.Context, tx pgx.Tx, agentID string, now
 		for i, r := range updServer {
 			ids[i], starts[i], stored[i], lasts[i], ends[i] = r.id, r.start, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore)
 		}
-		b.Queue(`UPDATE server_session s SET last_seen = u.last_seen, end_before = u.end_before
+		b.Queue(`WITH upd AS (UPDATE server_session s SET last_seen = u.last_seen, end_before = u.end_before
 			FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
 			     AS u(id, start_time, stored_end, last_seen, end_before)
-			WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = u.stored_end AND s.id = u.id`,
-			st.hostID, ids, starts, stored, lasts, ends).
-			Exec(func(ct pgconn.CommandTag) error { return expectRows("server sessions", ct, n) })
+			WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = u.stored_end AND s.id = u.id
+			RETURNING 1)
+			SELECT assert_updated($7, count(*), 'server sessions') FROM upd`,
+			st.hostID, ids, starts, stored, lasts, ends, n)
 	}
 	if st.factsChanged {
 		f := st.facts
@@ -919,15 +940,9 @@ func (st *ingestState) flush(ctx context.Context, tx pgx.Tx, agentID string, now
 			SELECT $1, $2, $3, * FROM unnest($4::bigint[], $5::text[], $6::text[])`,
 			now, st.hostID, agentID, seqs, fields, changes)
 	}
+	b.Queue("COMMIT")
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("write changed sessions, host and agent: %w", err)
-	}
-	return nil
-}
-
-func expectRows(what string, ct pgconn.CommandTag, n int) error {
-	if int(ct.RowsAffected()) != n {
-		return fmt.Errorf("updated %d %s, expected %d: the stored state changed under the host lock", ct.RowsAffected(), what, n)
+		return fmt.Errorf("write sessions, host and agent, and commit: %w", err)
 	}
 	return nil
 }

@@ -4,7 +4,19 @@ import (
 	"context"
 	"fmt"
 	"slices"
+
+	"github.com/jackc/pgx/v5"
 )
+
+type labelRow struct {
+	Value string
+	ID    int32
+}
+
+type accountRow struct {
+	Domain, Name, SID string
+	ID                int32
+}
 
 // labelIDs returns the label_id of every value, interning the ones not yet
 // known. It runs outside the ingest transaction: a label is only a name, and
@@ -27,32 +39,26 @@ func (s *Store) labelIDs(ctx context.Context, values []string) (map[string]int32
 		return out, nil
 	}
 	slices.Sort(missing)
-	if _, err := s.pool.Exec(ctx,
-		`INSERT INTO label (value) SELECT v FROM unnest($1::text[]) AS v ORDER BY v ON CONFLICT (value) DO NOTHING`,
-		missing); err != nil {
+	// One pipeline (an implicit transaction): insert in sorted order, read back.
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO label (value) SELECT v FROM unnest($1::text[]) AS v ORDER BY v ON CONFLICT (value) DO NOTHING`, missing)
+	var got []labelRow
+	b.Queue(`SELECT value, label_id FROM label WHERE value = ANY($1::text[])`, missing).Query(func(rows pgx.Rows) error {
+		var err error
+		got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[labelRow])
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("store: intern %d labels: %w", len(missing), err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT value, label_id FROM label WHERE value = ANY($1::text[])`, missing)
-	if err != nil {
-		return nil, fmt.Errorf("store: read %d labels: %w", len(missing), err)
-	}
-	defer rows.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.labels) > maxCacheEntries {
 		clear(s.labels)
 	}
-	for rows.Next() {
-		var v string
-		var id int32
-		if err := rows.Scan(&v, &id); err != nil {
-			return nil, fmt.Errorf("store: read labels: %w", err)
-		}
-		out[v] = id
-		s.labels[v] = id
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: read labels: %w", err)
+	for _, l := range got {
+		out[l.Value] = l.ID
+		s.labels[l.Value] = l.ID
 	}
 	for _, v := range missing {
 		if out[v] == 0 {
@@ -85,18 +91,17 @@ func (s *Store) accountIDs(ctx context.Context, accounts []*Account) (map[string
 	if len(domains) == 0 {
 		return out, nil
 	}
-	if _, err := s.pool.Exec(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		INSERT INTO account (domain, name, sid)
 		SELECT DISTINCT ON (lower(domain), lower(name)) domain, name, nullif(sid, '')
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(domain, name, sid)
 		ORDER BY lower(domain), lower(name), sid DESC
 		ON CONFLICT (lower(domain), lower(name)) DO NOTHING`,
-		domains, names, sids); err != nil {
-		return nil, fmt.Errorf("store: record %d accounts: %w", len(domains), err)
-	}
+		domains, names, sids)
 	// Record a SID an account did not have; rows are locked in id order so
 	// that concurrent callers cannot deadlock.
-	if _, err := s.pool.Exec(ctx, `
+	b.Queue(`
 		WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(domain, name, sid) WHERE sid <> ''),
 		target AS (
 			SELECT a.account_id, min(u.sid) AS sid FROM account a
@@ -107,35 +112,29 @@ func (s *Store) accountIDs(ctx context.Context, accounts []*Account) (map[string
 			ORDER BY a.account_id FOR UPDATE)
 		UPDATE account a SET sid = target.sid FROM target, locked
 		WHERE a.account_id = target.account_id AND a.account_id = locked.account_id AND a.sid IS NULL`,
-		domains, names, sids); err != nil {
-		return nil, fmt.Errorf("store: record SIDs of %d accounts: %w", len(domains), err)
-	}
-	rows, err := s.pool.Query(ctx, `
+		domains, names, sids)
+	var got []accountRow
+	b.Queue(`
 		SELECT u.domain, u.name, u.sid, a.account_id
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(domain, name, sid)
 		JOIN account a ON lower(a.domain) = lower(u.domain) AND lower(a.name) = lower(u.name)`,
-		domains, names, sids)
-	if err != nil {
-		return nil, fmt.Errorf("store: read %d accounts: %w", len(domains), err)
+		domains, names, sids).Query(func(rows pgx.Rows) error {
+		var err error
+		got, err = pgx.CollectRows(rows, pgx.RowToStructByPos[accountRow])
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("store: record %d accounts: %w", len(domains), err)
 	}
-	defer rows.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.accounts) > maxCacheEntries {
 		clear(s.accounts)
 	}
-	for rows.Next() {
-		var a Account
-		var id int32
-		if err := rows.Scan(&a.Domain, &a.Name, &a.SID, &id); err != nil {
-			return nil, fmt.Errorf("store: read accounts: %w", err)
-		}
-		k := accountKey(&a)
-		out[k] = id
-		s.accounts[k] = id
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: read accounts: %w", err)
+	for _, r := range got {
+		k := accountKey(&Account{Domain: r.Domain, Name: r.Name, SID: r.SID})
+		out[k] = r.ID
+		s.accounts[k] = r.ID
 	}
 	return out, nil
 }
