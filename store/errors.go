@@ -6,7 +6,8 @@ import (
 )
 
 // ErrResyncRequired is matched (errors.Is) by the error Ingest returns when a
-// Delta or Heartbeat does not apply to the last report stored for its agent.
+// Delta or Heartbeat does not apply to the last Snapshot or Delta stored for
+// its agent.
 // The collector should ask the agent for a full snapshot.
 var ErrResyncRequired = errors.New("resync required: a full snapshot is needed")
 
@@ -21,13 +22,13 @@ type ResyncError struct {
 	// Sequence and BaseSequence are those of the refused report.
 	Sequence     uint64
 	BaseSequence uint64
-	// Stored is the agent's high-water mark: the last report stored.
+	// Stored is the agent's last stored Snapshot or Delta.
 	Stored uint64
 }
 
 // Error says which report was refused and why.
 func (e *ResyncError) Error() string {
-	return fmt.Sprintf("store: agent %q host %s: report %d applies to report %d but the last stored is %d: %v",
+	return fmt.Sprintf("store: agent %q host %s: report %d applies to report %d but the last snapshot or delta stored is %d: %v",
 		e.AgentID, e.MachineGUID, e.Sequence, e.BaseSequence, e.Stored, ErrResyncRequired)
 }
 

@@ -92,9 +92,9 @@ func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports
 			res.Duplicates = append(res.Duplicates, r.Sequence)
 			continue
 		}
-		if r.Kind != KindFull && r.BaseSequence != st.hwm {
+		if r.Kind != KindFull && r.BaseSequence != st.stateSeq {
 			resync = &ResyncError{AgentID: agentID, MachineGUID: machineGUID,
-				Sequence: r.Sequence, BaseSequence: r.BaseSequence, Stored: st.hwm}
+				Sequence: r.Sequence, BaseSequence: r.BaseSequence, Stored: st.stateSeq}
 			break
 		}
 		if st.lastSeen.IsZero() || r.ObservedAt.After(st.lastSeen) {
@@ -104,6 +104,15 @@ func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports
 			res.Late = append(res.Late, r.Sequence)
 		}
 		st.hwm = r.Sequence
+		if r.Kind != KindHeartbeat {
+			st.stateSeq = r.Sequence
+			st.incomplete = st.incomplete[:0]
+			for _, c := range []string{ClassLogonSession, ClassServerSession} {
+				if r.incomplete(c) {
+					st.incomplete = append(st.incomplete, c)
+				}
+			}
+		}
 		applied = append(applied, r.Sequence)
 		res.Sanitized = append(res.Sanitized, notes[r.Sequence]...)
 	}
@@ -228,6 +237,10 @@ type ingestState struct {
 	lastSeen, logonSeenAt, serverSeenAt time.Time
 	hwm                                 uint64
 	ids                                 resolved
+	// stateSeq is the agent's last stored Snapshot or Delta, the base of its
+	// next Delta or Heartbeat; incomplete lists the classes incomplete in it.
+	stateSeq   uint64
+	incomplete []string
 
 	logonOpen    map[logonKey]*logonRow
 	logonClosed  map[logonKey]*logonRow
@@ -267,12 +280,12 @@ func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time
 				&st.facts.OSVersion, &st.facts.OSBuild, &st.facts.AgentVersion,
 				&st.boot, &lastSeen, &logonSeen, &serverSeen)
 		})
-	var hwm int64
+	var hwm, stateSeq int64
 	b.Queue(`INSERT INTO agent (agent_id, host_id, first_received, last_received)
 		VALUES ($1, (SELECT host_id FROM host WHERE machine_guid = $2), $3, $3)
 		ON CONFLICT (agent_id) DO UPDATE SET host_id = excluded.host_id, last_received = excluded.last_received
-		RETURNING applied_sequence`, agentID, guid, now).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&hwm) })
+		RETURNING applied_sequence, state_sequence, incomplete_classes`, agentID, guid, now).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&hwm, &stateSeq, &st.incomplete) })
 	if sessions {
 		b.Queue(`SELECT id, boot_time, logon_id, start_time, coalesce(account_id, 0) FROM logon_session
 			WHERE end_before = 'infinity' AND host_id = (SELECT host_id FROM host WHERE machine_guid = $1)`, guid).
@@ -306,7 +319,7 @@ func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("lock host and read its open sessions: %w", err)
 	}
-	st.hwm = uint64(hwm)
+	st.hwm, st.stateSeq = uint64(hwm), uint64(stateSeq)
 	st.boot = st.boot.UTC()
 	st.lastSeen, st.logonSeenAt, st.serverSeenAt = nullTime(lastSeen), nullTime(logonSeen), nullTime(serverSeen)
 	return st, nil
@@ -623,6 +636,11 @@ func (st *ingestState) applyLive(r *Report) {
 	}
 	logonDone := !r.incomplete(ClassLogonSession)
 	serverDone := !r.incomplete(ClassServerSession)
+	if r.Kind == KindHeartbeat {
+		// A heartbeat confirms the state it names, errors included.
+		logonDone = !slices.Contains(st.incomplete, ClassLogonSession)
+		serverDone = !slices.Contains(st.incomplete, ClassServerSession)
+	}
 	switch r.Kind {
 	case KindFull:
 		seen := make(map[*logonRow]bool, len(r.LogonSessions))
@@ -930,7 +948,11 @@ func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, 
 	if st.hwm > math.MaxInt64 {
 		return errors.New("high-water mark overflows bigint")
 	}
-	b.Queue(`UPDATE agent SET applied_sequence = greatest(applied_sequence, $2) WHERE agent_id = $1`, agentID, int64(st.hwm))
+	if st.incomplete == nil {
+		st.incomplete = []string{}
+	}
+	b.Queue(`UPDATE agent SET applied_sequence = greatest(applied_sequence, $2), state_sequence = $3,
+		incomplete_classes = $4 WHERE agent_id = $1`, agentID, int64(st.hwm), int64(st.stateSeq), st.incomplete)
 	if len(notes) > 0 {
 		seqs, fields, changes := make([]int64, len(notes)), make([]string, len(notes)), make([]string, len(notes))
 		for i, n := range notes {

@@ -169,8 +169,14 @@ func TestCollectionErrorKeepsSessionsOpen(t *testing.T) {
 	if h := hostState(t, s); !h.LogonSeen.Equal(at(0)) || !h.ServerSeen.Equal(at(0)) || !h.LastSeen.Equal(at(time.Minute)) {
 		t.Errorf("host times = %+v: an incomplete class must not advance its last seen", h)
 	}
+	// A heartbeat confirms that state, its errors included: the incomplete
+	// classes' last seen still does not advance.
+	mustIngest(t, s, "agent-1", Report{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, ObservedAt: at(90 * time.Second)})
+	if h := hostState(t, s); !h.LogonSeen.Equal(at(0)) || !h.ServerSeen.Equal(at(0)) || !h.LastSeen.Equal(at(90*time.Second)) {
+		t.Errorf("host times after heartbeat = %+v", h)
+	}
 	// A value-only error leaves the list complete.
-	r = full(3, at(2*time.Minute), boot1, ls, nil)
+	r = full(4, at(2*time.Minute), boot1, ls, nil)
 	r.CollectionErrors = []CollectionError{{Class: ClassServerSession, Message: "bad InstallDate", ValueOnly: true}}
 	mustIngest(t, s, "agent-1", r)
 	assertRows(t, "server sessions", serverRows(t, s), []row{
@@ -189,7 +195,9 @@ func TestDeltaHeartbeatAndResync(t *testing.T) {
 		{Sequence: 2, Kind: KindDelta, BaseSequence: 1, ObservedAt: at(time.Minute),
 			LogonSessions: []LogonSession{b}, EndedServerSessions: []ServerSessionKey{{ComputerName: "PC7", UserName: "bob"}}},
 		{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, ObservedAt: at(2 * time.Minute)},
-		{Sequence: 4, Kind: KindDelta, BaseSequence: 3, ObservedAt: at(3 * time.Minute), EndedLogonIDs: []string{"1001"}},
+		// Heartbeats do not count as a base (they may be coalesced): the
+		// next delta names report 2.
+		{Sequence: 4, Kind: KindDelta, BaseSequence: 2, ObservedAt: at(3 * time.Minute), EndedLogonIDs: []string{"1001"}},
 		{Sequence: 6, Kind: KindDelta, BaseSequence: 5, ObservedAt: at(4 * time.Minute), EndedLogonIDs: []string{"1002"}},
 		{Sequence: 7, Kind: KindHeartbeat, BaseSequence: 6, ObservedAt: at(5 * time.Minute)},
 	})
@@ -199,6 +207,11 @@ func TestDeltaHeartbeatAndResync(t *testing.T) {
 	}
 	if fmt.Sprint(res.Applied) != "[1 2 3 4]" || res.Acknowledged != 4 {
 		t.Fatalf("Applied = %v, Acknowledged = %d; want [1 2 3 4], 4", res.Applied, res.Acknowledged)
+	}
+	// A heartbeat naming a heartbeat is refused.
+	_, err = s.Ingest(context.Background(), "agent-1", guid, []Report{{Sequence: 5, Kind: KindHeartbeat, BaseSequence: 3, ObservedAt: at(4 * time.Minute)}})
+	if !errors.Is(err, ErrResyncRequired) {
+		t.Fatalf("heartbeat based on a heartbeat: err = %v, want ErrResyncRequired", err)
 	}
 	assertRows(t, "logon sessions", logonRows(t, s), []row{
 		{Key: bootKey(boot1, "1001"), Start: at(-time.Hour), LastSeen: at(2 * time.Minute), EndBefore: at(3 * time.Minute), Account: `CONTOSO\alice`},

@@ -11,8 +11,8 @@ const (
 	KindFull ReportKind = iota + 1
 	// KindDelta is the difference to the state after report BaseSequence.
 	KindDelta
-	// KindHeartbeat says the state equals the state after report
-	// BaseSequence: nothing changed.
+	// KindHeartbeat says the state, collection errors included, equals the
+	// state after report BaseSequence: nothing changed.
 	KindHeartbeat
 )
 
@@ -140,8 +140,9 @@ type Report struct {
 	Kind ReportKind
 	// ObservedAt is when the snapshot was taken, in UTC, by the agent's clock.
 	ObservedAt time.Time
-	// BaseSequence is, for a Delta or a Heartbeat, the sequence of the report
-	// it applies to. It must be the last report stored for the agent.
+	// BaseSequence is, for a Delta or a Heartbeat, the sequence of the state
+	// it applies to: the agent's last Full or Delta (Heartbeats in between do
+	// not count). It must be the last one stored for the agent.
 	BaseSequence uint64
 	// Host carries the host's facts: always on a Full, on a Delta when one
 	// changed, never on a Heartbeat.
