@@ -901,42 +901,17 @@ func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, 
 				     client_type_label, transport_label, caption, description, name, status)`,
 			st.hostID, starts, lasts, ends, installs, types, computers, users, clients, transports, captions, descs, names, statuses)
 	}
-	if len(updLogon) > 0 {
-		slices.SortFunc(updLogon, func(a, b *logonRow) int { return int(a.id - b.id) })
-		n := len(updLogon)
-		ids, starts, stored, lasts, ends, boots := make([]int64, n), make([]time.Time, n), make([]pgtype.Timestamptz, n),
-			make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]time.Time, n)
-		accts := make([]int32, n)
-		for i, r := range updLogon {
-			ids[i], starts[i], stored[i], lasts[i], ends[i], boots[i], accts[i] =
-				r.id, r.sess.StartTime, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore), r.boot, r.accountID
-		}
-		b.Queue(`WITH upd AS (UPDATE logon_session s
-			SET last_seen = u.last_seen, end_before = u.end_before, boot_time = u.boot_time,
-			    account_id = nullif(u.account_id, 0)
-			FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-			            $7::timestamptz[], $8::int[]) AS u(id, start_time, stored_end, last_seen, end_before, boot_time, account_id)
-			WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = u.stored_end AND s.id = u.id
-			RETURNING 1)
-			SELECT assert_updated($9, count(*), 'logon sessions') FROM upd`,
-			st.hostID, ids, starts, stored, lasts, ends, boots, accts, n)
-	}
-	if len(updServer) > 0 {
-		slices.SortFunc(updServer, func(a, b *serverRow) int { return int(a.id - b.id) })
-		n := len(updServer)
-		ids, starts, stored, lasts, ends := make([]int64, n), make([]time.Time, n), make([]pgtype.Timestamptz, n),
-			make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
-		for i, r := range updServer {
-			ids[i], starts[i], stored[i], lasts[i], ends[i] = r.id, r.start, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore)
-		}
-		b.Queue(`WITH upd AS (UPDATE server_session s SET last_seen = u.last_seen, end_before = u.end_before
-			FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
-			     AS u(id, start_time, stored_end, last_seen, end_before)
-			WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = u.stored_end AND s.id = u.id
-			RETURNING 1)
-			SELECT assert_updated($7, count(*), 'server sessions') FROM upd`,
-			st.hostID, ids, starts, stored, lasts, ends, n)
-	}
+	// Updates are split by where the row is stored: the rows still in _open
+	// (stored end 'infinity', the common case: a session ends) are updated
+	// with that end as a constant, so that the planner prunes every other
+	// partition (a generic plan over a join key would lock and open every
+	// partition of the table and probe each at run time).
+	openLogon, closedLogon := splitStored(updLogon, func(r *logonRow) bool { return r.storedEnd.IsZero() })
+	queueLogonUpdates(b, st.hostID, openLogon, "'infinity'")
+	queueLogonUpdates(b, st.hostID, closedLogon, "u.stored_end")
+	openServer, closedServer := splitStored(updServer, func(r *serverRow) bool { return r.storedEnd.IsZero() })
+	queueServerUpdates(b, st.hostID, openServer, "'infinity'")
+	queueServerUpdates(b, st.hostID, closedServer, "u.stored_end")
 	if st.factsChanged {
 		f := st.facts
 		b.Queue(`UPDATE host SET hostname = $2, domain = $3, os_caption = $4, os_version = $5, os_build = $6,
@@ -967,4 +942,64 @@ func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, 
 		return fmt.Errorf("write sessions, host and agent, and commit: %w", err)
 	}
 	return nil
+}
+
+// splitStored splits rows into those for which open is true and the others.
+func splitStored[T any](rows []T, open func(T) bool) (yes, no []T) {
+	for _, r := range rows {
+		if open(r) {
+			yes = append(yes, r)
+		} else {
+			no = append(no, r)
+		}
+	}
+	return yes, no
+}
+
+// queueLogonUpdates queues one UPDATE of the given stored logon rows; stored
+// is the SQL expression of their stored end_before ('infinity' for rows in
+// _open, so that the other partitions are pruned when planning).
+func queueLogonUpdates(b *pgx.Batch, hostID int32, rows []*logonRow, stored string) {
+	n := len(rows)
+	if n == 0 {
+		return
+	}
+	slices.SortFunc(rows, func(a, b *logonRow) int { return int(a.id - b.id) })
+	ids, starts, storeds, lasts, ends, boots := make([]int64, n), make([]time.Time, n), make([]pgtype.Timestamptz, n),
+		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]time.Time, n)
+	accts := make([]int32, n)
+	for i, r := range rows {
+		ids[i], starts[i], storeds[i], lasts[i], ends[i], boots[i], accts[i] =
+			r.id, r.sess.StartTime, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore), r.boot, r.accountID
+	}
+	b.Queue(`WITH upd AS (UPDATE logon_session s
+		SET last_seen = u.last_seen, end_before = u.end_before, boot_time = u.boot_time,
+		    account_id = nullif(u.account_id, 0)
+		FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
+		            $7::timestamptz[], $8::int[]) AS u(id, start_time, stored_end, last_seen, end_before, boot_time, account_id)
+		WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = `+stored+` AND s.end_before = u.stored_end AND s.id = u.id
+		RETURNING 1)
+		SELECT assert_updated($9, count(*), 'logon sessions') FROM upd`,
+		hostID, ids, starts, storeds, lasts, ends, boots, accts, n)
+}
+
+// queueServerUpdates is queueLogonUpdates for server sessions.
+func queueServerUpdates(b *pgx.Batch, hostID int32, rows []*serverRow, stored string) {
+	n := len(rows)
+	if n == 0 {
+		return
+	}
+	slices.SortFunc(rows, func(a, b *serverRow) int { return int(a.id - b.id) })
+	ids, starts, storeds, lasts, ends := make([]int64, n), make([]time.Time, n), make([]pgtype.Timestamptz, n),
+		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+	for i, r := range rows {
+		ids[i], starts[i], storeds[i], lasts[i], ends[i] = r.id, r.start, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore)
+	}
+	b.Queue(`WITH upd AS (UPDATE server_session s SET last_seen = u.last_seen, end_before = u.end_before
+		FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[])
+		     AS u(id, start_time, stored_end, last_seen, end_before)
+		WHERE s.host_id = $1 AND s.start_time = u.start_time AND s.end_before = `+stored+` AND s.end_before = u.stored_end AND s.id = u.id
+		RETURNING 1)
+		SELECT assert_updated($7, count(*), 'server sessions') FROM upd`,
+		hostID, ids, starts, storeds, lasts, ends, n)
 }

@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +43,7 @@ var (
 	ingestLogon  = flag.Int("ingest-logon", 100, "logon sessions per full snapshot in the ingest benchmark")
 	ingestServer = flag.Int("ingest-server", 20, "server sessions per full snapshot in the ingest benchmark")
 	workers      = flag.Int("workers", 4, "concurrent ingest callers")
+	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the ingest benchmark (Go side) to this file")
 )
 
 // now is the end of the synthetic year.
@@ -302,19 +304,34 @@ func ingest(ctx context.Context, s *store.Store) {
 	}
 	var apiChanges int
 	var apiTime time.Duration
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+	}
 	for round := 0; round < 2; round++ {
 		js := jobs[round]
-		apiTime += parallel(len(js), func(i int) error {
+		d := parallel(len(js), func(i int) error {
 			res, err := s.Ingest(ctx, js[i].agent, js[i].guid, js[i].reports)
 			if err == nil && len(res.Applied) != 1 {
 				err = fmt.Errorf("report not applied: %+v", res)
 			}
 			return err
 		})
+		apiTime += d
+		n := 0
 		for _, j := range js {
-			apiChanges += j.changes
+			n += j.changes
 		}
+		apiChanges += n
+		log.Printf("storebench: ingest round %d: %d changes in %s", round, n, d.Round(time.Millisecond))
 	}
+	pprof.StopCPUProfile()
 	// The same number of rows, with the same columns, COPYed per call into a
 	// bare table (no index, no partitioning), then in one single COPY.
 	if _, err := s.Pool().Exec(ctx, `DROP TABLE IF EXISTS bench_raw; CREATE TABLE bench_raw (LIKE logon_session)`); err != nil {
@@ -340,10 +357,12 @@ func ingest(ctx context.Context, s *store.Store) {
 			all[i] = rowsFor(j, round)
 			copyRows += len(all[i])
 		}
-		copyTime += parallel(len(js), func(i int) error {
+		d := parallel(len(js), func(i int) error {
 			_, err := s.Pool().CopyFrom(ctx, pgx.Identifier{"bench_raw"}, cols, pgx.CopyFromRows(all[i]))
 			return err
 		})
+		copyTime += d
+		log.Printf("storebench: raw COPY round %d: %s", round, d.Round(time.Millisecond))
 	}
 	var big [][]any
 	for round := 0; round < 2; round++ {
