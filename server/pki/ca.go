@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -125,11 +126,26 @@ func (ca *CA) ChainDER() [][]byte {
 // is true it refuses, writing nothing, when either file exists; with
 // overwrite each file is replaced atomically.
 func (ca *CA) WriteFiles(certPath, keyPath string, overwrite bool) error {
-	keyPEM, err := MarshalPrivateKeyPEM(ca.signer)
-	if err != nil {
-		return fmt.Errorf("pki: write CA key %s: %w", keyPath, err)
+	return writeKeyPair(certPath, keyPath, ca.signer, ca.chain, overwrite)
+}
+
+// WriteCertificateFiles writes a TLS certificate made by this package (such
+// as IssueServerCert's) as WriteFiles writes a CA: the chain to certPath,
+// mode 0644, the key to keyPath, mode 0600, refusing to overwrite unless told.
+func WriteCertificateFiles(cert tls.Certificate, certPath, keyPath string, overwrite bool) error {
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("pki: write %s: the certificate's private key (%T) cannot sign", keyPath, cert.PrivateKey)
 	}
-	certPEM := EncodeCertificatesPEM(ca.chain...)
+	return writeKeyPair(certPath, keyPath, signer, cert.Certificate, overwrite)
+}
+
+func writeKeyPair(certPath, keyPath string, key crypto.Signer, chain [][]byte, overwrite bool) error {
+	keyPEM, err := MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return fmt.Errorf("pki: write key %s: %w", keyPath, err)
+	}
+	certPEM := EncodeCertificatesPEM(chain...)
 	if !overwrite {
 		for _, p := range []string{certPath, keyPath} {
 			if _, err := os.Lstat(p); err == nil {
