@@ -1,0 +1,280 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"github.com/sessionaudit/sessionaudit/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Ingest implements CollectorService.Ingest: validate the whole batch,
+// refuse it whole if any report breaks the protocol, then hand it to the
+// store under the agent's in-flight limit and the collector's store slots,
+// and acknowledge what the store committed.
+func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*pb.IngestResponse, error) {
+	s := c.s
+	a, _ := agentFrom(ctx)
+	log := s.log.With("agent", a.AgentID, "machine_guid", a.MachineGUID)
+
+	reports, err := s.validateBatch(req.GetBatch(), a.MachineGUID)
+	if err != nil {
+		s.metrics.batches.WithLabelValues(resultInvalid).Inc()
+		log.Warn("batch refused", "err", err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+
+	if !s.inFlight.acquire(a.AgentID) {
+		s.metrics.batches.WithLabelValues(resultTooMany).Inc()
+		return nil, status.Errorf(codes.ResourceExhausted, "agent %s has %d batches in flight already; wait for their responses", a.AgentID, s.cfg.MaxInFlightPerAgent)
+	}
+	defer s.inFlight.release(a.AgentID)
+
+	// A store slot: wait a little for one, then push back rather than queue
+	// without bound.
+	wait := time.NewTimer(s.cfg.IngestQueueWait)
+	select {
+	case s.ingestSlots <- struct{}{}:
+		wait.Stop()
+	case <-wait.C:
+		s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
+		log.Warn("batch pushed back: every store slot busy", "slots", s.cfg.MaxConcurrentIngests)
+		return nil, s.unavailable("the collector is busy; keep the batch and retry after the delay")
+	case <-ctx.Done():
+		wait.Stop()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	defer func() { <-s.ingestSlots }()
+
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.IngestTimeout)
+	defer cancel()
+	start := time.Now()
+	res, err := s.store.Ingest(sctx, a.AgentID, a.MachineGUID, reports)
+	s.metrics.ingest.Observe(time.Since(start).Seconds())
+
+	resync := errors.Is(err, store.ErrResyncRequired)
+	switch {
+	case resync:
+		log.Info("resync required", "err", err, "acknowledged", res.Acknowledged)
+	case errors.Is(err, store.ErrInvalidInput):
+		// The store refused the call's own parameters (the identity from
+		// the certificate): nothing was stored.
+		s.metrics.batches.WithLabelValues(resultInvalid).Inc()
+		log.Error("store refused the batch's identity", "err", err)
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	case err != nil:
+		s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
+		s.metrics.storeErrors.Inc()
+		log.Error("store failed to ingest a batch: pushing back", "err", err, "reports", len(reports))
+		return nil, s.unavailable("the store could not commit the batch; keep it and retry after the delay")
+	}
+
+	s.count(reports, res)
+	result := resultOK
+	switch {
+	case resync:
+		result = resultResync
+	case len(res.Rejected) > 0:
+		// Validation above mirrors the store's rules, so this should not
+		// happen; the rest of the batch is committed and cannot be taken
+		// back, so the refused reports are acknowledged (the agent would
+		// otherwise resend them forever) and logged as an error.
+		result = resultStoreRejected
+		for _, r := range res.Rejected {
+			log.Error("store rejected a report: acknowledged without its content", "sequence", r.Sequence, "err", r.Err)
+		}
+	}
+	s.metrics.batches.WithLabelValues(result).Inc()
+	for _, n := range res.Sanitized {
+		log.Debug("value sanitized", "sequence", n.Sequence, "field", n.Field, "change", n.Change)
+	}
+	log.Debug("batch stored", "reports", len(reports), "applied", len(res.Applied), "duplicates", len(res.Duplicates),
+		"late", len(res.Late), "acknowledged", res.Acknowledged, "dropped_reports", req.GetBatch().GetDroppedReports())
+	if d := req.GetBatch().GetDroppedReports(); d > 0 {
+		log.Warn("agent dropped reports from its spool", "dropped_reports", d)
+	}
+	resp := &pb.IngestResponse{AcknowledgedSequence: res.Acknowledged, ResyncRequired: resync}
+	if s.cfg.MinIngestInterval > 0 {
+		resp.MinInterval = durationpb.New(s.cfg.MinIngestInterval)
+	}
+	return resp, nil
+}
+
+// count updates the report and session counters after a commit.
+func (s *Server) count(reports []store.Report, res store.IngestResult) {
+	kind := make(map[uint64]store.ReportKind, len(reports))
+	for _, r := range reports {
+		kind[r.Sequence] = r.Kind
+	}
+	applied := make(map[uint64]bool, len(res.Applied))
+	for _, q := range res.Applied {
+		applied[q] = true
+		s.metrics.reports.WithLabelValues(kind[q].String(), "applied").Inc()
+	}
+	for _, q := range res.Duplicates {
+		s.metrics.reports.WithLabelValues(kind[q].String(), "duplicate").Inc()
+	}
+	for _, r := range res.Rejected {
+		s.metrics.reports.WithLabelValues(kind[r.Sequence].String(), "rejected").Inc()
+	}
+	var logon, server int
+	for _, r := range reports {
+		if applied[r.Sequence] {
+			logon += len(r.LogonSessions)
+			server += len(r.ServerSessions)
+		}
+	}
+	s.metrics.sessions.WithLabelValues("logon").Add(float64(logon))
+	s.metrics.sessions.WithLabelValues("server").Add(float64(server))
+}
+
+// validateBatch converts a batch and checks it against the protocol's rules
+// and the collector's limits, so that the store refuses nothing: the batch
+// is taken whole or refused whole. The error names the report and field.
+func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report, error) {
+	if b == nil {
+		return nil, errors.New("batch: is required")
+	}
+	in := b.GetReports()
+	switch {
+	case len(in) == 0:
+		return nil, errors.New("batch.reports: is empty")
+	case len(in) > s.cfg.MaxReportsPerBatch:
+		return nil, fmt.Errorf("batch.reports: %d reports, more than the limit of %d", len(in), s.cfg.MaxReportsPerBatch)
+	}
+	now := s.cfg.Now()
+	out := make([]store.Report, 0, len(in))
+	var prev uint64
+	for i, pr := range in {
+		if err := checkReportLimits(pr, s.cfg.MaxSessionsPerSnapshot, s.cfg.MaxStringBytes); err != nil {
+			return nil, fmt.Errorf("batch.reports[%d]: %w", i, err)
+		}
+		r, err := ReportFromProto(pr)
+		if err != nil {
+			return nil, fmt.Errorf("batch.reports[%d]: %w", i, err)
+		}
+		fail := func(field, format string, args ...any) error {
+			return fmt.Errorf("batch.reports[%d]: %w", i, &ReportError{Sequence: r.Sequence, Field: field, Reason: fmt.Sprintf(format, args...)})
+		}
+		kind := r.Kind.String()
+		switch {
+		case r.Sequence <= prev:
+			return nil, fail("sequence", "%d does not follow %d: reports must be in increasing sequence order", r.Sequence, prev)
+		case r.Sequence > math.MaxInt64:
+			return nil, fail("sequence", "%d is above the largest sequence, %d", r.Sequence, int64(math.MaxInt64))
+		case r.Kind != store.KindFull && r.BaseSequence == 0:
+			return nil, fail(kind+".base_sequence", "is required in a %s", kind)
+		case r.ObservedAt.Before(store.Earliest):
+			return nil, fail(kind+".taken_at", "%s is before %s", r.ObservedAt.Format(time.RFC3339), store.Earliest.Format(time.RFC3339))
+		case r.ObservedAt.After(now.Add(store.MaxClockSkew)):
+			return nil, fail(kind+".taken_at", "%s is more than %s ahead of the collector's clock (%s)",
+				r.ObservedAt.Format(time.RFC3339), store.MaxClockSkew, now.UTC().Format(time.RFC3339))
+		}
+		if r.Host != nil && r.Host.MachineGUID != "" && normalizeGUID(r.Host.MachineGUID) != machineGUID {
+			// C1: identity comes from the certificate only.
+			return nil, fail(kind+".host.machine_guid", "%q is not the machine this agent's certificate is bound to (%s)", r.Host.MachineGUID, machineGUID)
+		}
+		prev = r.Sequence
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// checkReportLimits refuses a report with more sessions than max or a
+// string longer than maxString bytes, before conversion.
+func checkReportLimits(r *pb.Report, max, maxString int) error {
+	seq := r.GetSequence()
+	fail := func(field, format string, args ...any) error {
+		return &ReportError{Sequence: seq, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	var host *pb.Host
+	var logon []*pb.LogonSession
+	var server []*pb.ServerSession
+	var errs []*pb.CollectionError
+	var prefix string
+	n := 0
+	switch c := r.GetContent().(type) {
+	case *pb.Report_Snapshot:
+		prefix = "snapshot"
+		host, logon, server, errs = c.Snapshot.GetHost(), c.Snapshot.GetLogonSessions(), c.Snapshot.GetServerSessions(), c.Snapshot.GetErrors()
+	case *pb.Report_Delta:
+		prefix = "delta"
+		d := c.Delta
+		host, logon, server, errs = d.GetHost(), d.GetLogonSessionsUpserted(), d.GetServerSessionsUpserted(), d.GetErrors()
+		n += len(d.GetLogonSessionsEnded()) + len(d.GetServerSessionsEnded())
+		for i, k := range d.GetLogonSessionsEnded() {
+			if len(k.GetLogonId()) > maxString {
+				return fail(fmt.Sprintf("delta.logon_sessions_ended[%d].logon_id", i), "%d bytes, more than %d", len(k.GetLogonId()), maxString)
+			}
+		}
+		for i, k := range d.GetServerSessionsEnded() {
+			if len(k.GetComputerName()) > maxString || len(k.GetUserName()) > maxString {
+				return fail(fmt.Sprintf("delta.server_sessions_ended[%d]", i), "a key is longer than %d bytes", maxString)
+			}
+		}
+	default:
+		return nil
+	}
+	n += len(logon) + len(server)
+	if n > max {
+		return fail(prefix, "%d sessions, more than the limit of %d per report", n, max)
+	}
+	if len(errs) > 100 {
+		return fail(prefix+".errors", "%d collection errors, more than 100", len(errs))
+	}
+	long := func(field, v string) error {
+		if len(v) > maxString {
+			return fail(field, "%d bytes, more than %d", len(v), maxString)
+		}
+		return nil
+	}
+	if host != nil {
+		if field, n := longHostString(host, maxString); field != "" {
+			return fail(prefix+".host."+field, "%d bytes, more than %d", n, maxString)
+		}
+	}
+	for i, ls := range logon {
+		f := fmt.Sprintf("%s.logon_sessions[%d].", prefix, i)
+		for _, p := range [][2]string{
+			{"logon_id", ls.GetLogonId()}, {"authentication_package", ls.GetAuthenticationPackage()},
+			{"caption", ls.GetCaption()}, {"description", ls.GetDescription()}, {"name", ls.GetName()},
+			{"status", ls.GetStatus()}, {"account.domain", ls.GetAccount().GetDomain()},
+			{"account.name", ls.GetAccount().GetName()}, {"account.sid", ls.GetAccount().GetSid()},
+		} {
+			if err := long(f+p[0], p[1]); err != nil {
+				return err
+			}
+		}
+	}
+	for i, ss := range server {
+		f := fmt.Sprintf("%s.server_sessions[%d].", prefix, i)
+		for _, p := range [][2]string{
+			{"computer_name", ss.GetComputerName()}, {"user_name", ss.GetUserName()},
+			{"client_type", ss.GetClientType()}, {"transport_name", ss.GetTransportName()},
+			{"caption", ss.GetCaption()}, {"description", ss.GetDescription()}, {"name", ss.GetName()},
+			{"status", ss.GetStatus()},
+		} {
+			if err := long(f+p[0], p[1]); err != nil {
+				return err
+			}
+		}
+	}
+	for i, e := range errs {
+		f := fmt.Sprintf("%s.errors[%d].", prefix, i)
+		for _, p := range [][2]string{
+			{"wmi_class", e.GetWmiClass()}, {"property", e.GetProperty()}, {"instance_key", e.GetInstanceKey()},
+			{"raw_value", e.GetRawValue()}, {"message", e.GetMessage()},
+		} {
+			if err := long(f+p[0], p[1]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,380 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"github.com/sessionaudit/sessionaudit/store"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// maxQueryString bounds every string parameter of a query.
+const maxQueryString = 1024
+
+// serveQuery authenticates an analyst, runs the query under QueryTimeout,
+// and logs it with the analyst's name, the parameters and the result count
+// (C10).
+func (s *Server) serveQuery(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	method := path.Base(info.FullMethod)
+	start := time.Now()
+	a, err := s.authenticateAnalyst(ctx)
+	if err != nil {
+		s.metrics.queries.WithLabelValues(method, status.Code(err).String()).Inc()
+		return nil, err
+	}
+	qctx, cancel := context.WithTimeout(context.WithValue(ctx, analystKey{}, a), s.cfg.QueryTimeout)
+	defer cancel()
+	resp, err := handler(qctx, req)
+	code := status.Code(err)
+	s.metrics.queries.WithLabelValues(method, code.String()).Inc()
+	s.metrics.queryTime.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	attrs := []any{"method", method, "analyst", a.Name, "via", a.Via, "role", string(a.Role),
+		"peer", peerAddr(ctx), "code", code.String(), "seconds", time.Since(start).Seconds()}
+	if m, ok := req.(proto.Message); ok {
+		attrs = append(attrs, "request", fmt.Sprint(m))
+	}
+	if err != nil {
+		s.log.Info("query", append(attrs, "err", err)...)
+		return nil, err
+	}
+	s.log.Info("query", append(attrs, "results", resultCount(resp))...)
+	return resp, nil
+}
+
+func resultCount(resp any) int {
+	switch r := resp.(type) {
+	case *pb.WhoWasOnResponse:
+		return len(r.GetLogonSessions()) + len(r.GetServerSessions())
+	case *pb.AccountTimelineResponse:
+		return len(r.GetLogonSessions())
+	case *pb.ListServerSessionsResponse:
+		return len(r.GetServerSessions())
+	case *pb.ListOpenSessionsResponse:
+		return len(r.GetLogonSessions())
+	case *pb.ListHostsResponse:
+		return len(r.GetHosts())
+	}
+	return 0
+}
+
+// queryService implements pb.QueryServiceServer over the store's queries.
+type queryService struct {
+	pb.UnimplementedQueryServiceServer
+	s *Server
+}
+
+// WhoWasOn implements QueryService.WhoWasOn.
+func (q *queryService) WhoWasOn(ctx context.Context, req *pb.WhoWasOnRequest) (*pb.WhoWasOnResponse, error) {
+	var p params
+	p.str("host", req.GetHost(), true)
+	at := p.time("at", req.GetAt(), true)
+	cur := p.cursor("WhoWasOn", req, req.GetPageToken())
+	if p.err != nil {
+		return nil, p.err
+	}
+	res, err := q.s.store.WhoWasOn(ctx, store.WhoWasOnQuery{Host: req.GetHost(), At: at, PageSize: int(req.GetPageSize()), Cursor: cur})
+	if err != nil {
+		return nil, q.s.queryError(err)
+	}
+	out := &pb.WhoWasOnResponse{NextPageToken: pageToken("WhoWasOn", req, res.NextCursor)}
+	for _, l := range res.Logon {
+		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
+	}
+	for _, si := range res.Server {
+		out.ServerSessions = append(out.ServerSessions, serverIntervalToProto(si))
+	}
+	return out, nil
+}
+
+// AccountTimeline implements QueryService.AccountTimeline.
+func (q *queryService) AccountTimeline(ctx context.Context, req *pb.AccountTimelineRequest) (*pb.AccountTimelineResponse, error) {
+	var p params
+	p.str("account", req.GetAccount(), true)
+	from := p.time("start_time", req.GetStartTime(), true)
+	to := p.time("end_time", req.GetEndTime(), true)
+	cur := p.cursor("AccountTimeline", req, req.GetPageToken())
+	if p.err != nil {
+		return nil, p.err
+	}
+	res, err := q.s.store.AccountTimeline(ctx, store.TimelineQuery{Account: req.GetAccount(), From: from, To: to,
+		PageSize: int(req.GetPageSize()), Cursor: cur})
+	if err != nil {
+		return nil, q.s.queryError(err)
+	}
+	out := &pb.AccountTimelineResponse{NextPageToken: pageToken("AccountTimeline", req, res.NextCursor)}
+	for _, l := range res.Items {
+		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
+	}
+	return out, nil
+}
+
+// ListServerSessions implements QueryService.ListServerSessions.
+func (q *queryService) ListServerSessions(ctx context.Context, req *pb.ListServerSessionsRequest) (*pb.ListServerSessionsResponse, error) {
+	var p params
+	p.str("from_computer", req.GetFromComputer(), false)
+	p.str("user_name", req.GetUserName(), false)
+	p.str("to_host", req.GetToHost(), false)
+	from := p.time("start_time", req.GetStartTime(), true)
+	to := p.time("end_time", req.GetEndTime(), true)
+	cur := p.cursor("ListServerSessions", req, req.GetPageToken())
+	if p.err != nil {
+		return nil, p.err
+	}
+	res, err := q.s.store.ServerSessions(ctx, store.ServerSessionQuery{FromComputer: req.GetFromComputer(),
+		UserName: req.GetUserName(), ToHost: req.GetToHost(), From: from, To: to,
+		PageSize: int(req.GetPageSize()), Cursor: cur})
+	if err != nil {
+		return nil, q.s.queryError(err)
+	}
+	out := &pb.ListServerSessionsResponse{NextPageToken: pageToken("ListServerSessions", req, res.NextCursor)}
+	for _, si := range res.Items {
+		out.ServerSessions = append(out.ServerSessions, serverIntervalToProto(si))
+	}
+	return out, nil
+}
+
+// ListOpenSessions implements QueryService.ListOpenSessions.
+func (q *queryService) ListOpenSessions(ctx context.Context, req *pb.ListOpenSessionsRequest) (*pb.ListOpenSessionsResponse, error) {
+	var p params
+	p.str("authentication_package", req.GetAuthenticationPackage(), false)
+	p.str("host", req.GetHost(), false)
+	p.str("account", req.GetAccount(), false)
+	var types []uint32
+	for i, t := range req.GetLogonTypes() {
+		v, ok := t.WMIValue()
+		if !ok {
+			p.fail(fmt.Sprintf("logon_types[%d]", i), "%v is not a logon type", t)
+			break
+		}
+		types = append(types, v)
+	}
+	cur := p.cursor("ListOpenSessions", req, req.GetPageToken())
+	if p.err != nil {
+		return nil, p.err
+	}
+	res, err := q.s.store.OpenSessions(ctx, store.OpenSessionsQuery{LogonTypes: types,
+		AuthenticationPackage: req.GetAuthenticationPackage(), Host: req.GetHost(), Account: req.GetAccount(),
+		PageSize: int(req.GetPageSize()), Cursor: cur})
+	if err != nil {
+		return nil, q.s.queryError(err)
+	}
+	out := &pb.ListOpenSessionsResponse{NextPageToken: pageToken("ListOpenSessions", req, res.NextCursor)}
+	for _, l := range res.Items {
+		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
+	}
+	return out, nil
+}
+
+// ListHosts implements QueryService.ListHosts.
+func (q *queryService) ListHosts(ctx context.Context, req *pb.ListHostsRequest) (*pb.ListHostsResponse, error) {
+	var p params
+	var stale time.Duration
+	if d := req.GetStaleAfter(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			p.fail("stale_after", "%v", err)
+		} else if stale = d.AsDuration(); stale <= 0 {
+			p.fail("stale_after", "%v is not positive", stale)
+		}
+	}
+	cur := p.cursor("ListHosts", req, req.GetPageToken())
+	if p.err != nil {
+		return nil, p.err
+	}
+	res, err := q.s.store.Hosts(ctx, store.HostsQuery{StaleAfter: stale, PageSize: int(req.GetPageSize()), Cursor: cur})
+	if err != nil {
+		return nil, q.s.queryError(err)
+	}
+	out := &pb.ListHostsResponse{NextPageToken: pageToken("ListHosts", req, res.NextCursor)}
+	for _, h := range res.Items {
+		out.Hosts = append(out.Hosts, &pb.HostStatus{
+			Host:               hostToProto(h.Host),
+			FirstSeen:          ts(h.FirstReceived),
+			LastSeen:           ts(h.LastReceived),
+			AgentId:            h.AgentID,
+			OpenLogonSessions:  uint32(h.OpenLogonSessions),
+			OpenServerSessions: uint32(h.OpenServerSessions),
+		})
+	}
+	return out, nil
+}
+
+// params checks a request's parameters, keeping the first error, which
+// names the parameter as the .proto does.
+type params struct{ err error }
+
+func (p *params) fail(field, format string, args ...any) {
+	if p.err == nil {
+		p.err = status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	}
+}
+
+func (p *params) str(field, v string, required bool) {
+	switch {
+	case required && strings.TrimSpace(v) == "":
+		p.fail(field, "is required")
+	case len(v) > maxQueryString:
+		p.fail(field, "%d bytes, more than %d", len(v), maxQueryString)
+	case strings.ContainsRune(v, 0):
+		p.fail(field, "contains a NUL byte")
+	}
+}
+
+func (p *params) time(field string, v *timestamppb.Timestamp, required bool) time.Time {
+	if v == nil {
+		if required {
+			p.fail(field, "is required")
+		}
+		return time.Time{}
+	}
+	if err := v.CheckValid(); err != nil {
+		p.fail(field, "%v", err)
+		return time.Time{}
+	}
+	return v.AsTime()
+}
+
+// Page tokens wrap the store's cursor with a digest of the query they
+// belong to, so that a token passed to another query, or with other
+// parameters, is refused instead of silently paging something else.
+const tokenPrefix = "q1."
+
+func queryDigest(method string, req proto.Message) string {
+	c := proto.Clone(req)
+	m := c.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for _, name := range []string{"page_token", "page_size"} {
+		if f := fields.ByName(protoreflect.Name(name)); f != nil {
+			m.Clear(f)
+		}
+	}
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	sum := sha256.Sum256(append([]byte(method+"\x00"), b...))
+	return hex.EncodeToString(sum[:8])
+}
+
+func pageToken(method string, req proto.Message, cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(queryDigest(method, req)+"."+cursor))
+}
+
+func (p *params) cursor(method string, req proto.Message, token string) string {
+	if token == "" {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, tokenPrefix))
+	digest, cur, ok := strings.Cut(string(raw), ".")
+	if !strings.HasPrefix(token, tokenPrefix) || err != nil || !ok || cur == "" {
+		p.fail("page_token", "not a page token of this collector")
+		return ""
+	}
+	if digest != queryDigest(method, req) {
+		p.fail("page_token", "from another query or other parameters; pass it back with the other fields unchanged")
+		return ""
+	}
+	return cur
+}
+
+// storeParams names the store's query fields as the .proto does.
+var storeParams = map[string]string{
+	"PageSize": "page_size", "Cursor": "page_token", "Host": "host", "At": "at",
+	"From": "start_time", "To": "end_time", "Account": "account", "FromComputer": "from_computer",
+	"UserName": "user_name", "ToHost": "to_host", "StaleAfter": "stale_after",
+	"AuthenticationPackage": "authentication_package", "LogonTypes": "logon_types",
+}
+
+// queryError maps a store error: a parameter error to INVALID_ARGUMENT
+// naming the parameter, anything else to UNAVAILABLE (or DEADLINE_EXCEEDED
+// after QueryTimeout).
+func (s *Server) queryError(err error) error {
+	var fe *store.FieldError
+	switch {
+	case errors.As(err, &fe):
+		name := fe.Field
+		if n, ok := storeParams[fe.Field]; ok {
+			name = n
+		}
+		return status.Errorf(codes.InvalidArgument, "%s: %s", name, fe.Reason)
+	case errors.Is(err, store.ErrInvalidInput):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "the query took too long; narrow it")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "query cancelled")
+	}
+	s.metrics.storeErrors.Inc()
+	s.log.Error("query failed in the store", "err", err)
+	return s.unavailable("the store is unavailable")
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func hostRefToProto(h store.HostRef) *pb.HostRef {
+	return &pb.HostRef{MachineGuid: h.MachineGUID, Hostname: h.Hostname, Domain: h.Domain}
+}
+
+func hostToProto(h store.Host) *pb.Host {
+	return &pb.Host{MachineGuid: h.MachineGUID, Hostname: h.Hostname, Domain: h.Domain,
+		OsCaption: h.OSCaption, OsVersion: h.OSVersion, OsBuild: h.OSBuild,
+		LastBootTime: ts(h.LastBootTime), AgentVersion: h.AgentVersion}
+}
+
+func endToProto(e store.End) *pb.SessionEnd {
+	out := &pb.SessionEnd{LastSeen: ts(e.LastSeen), Open: e.Open}
+	if !e.Open {
+		out.EndBefore = ts(e.EndBefore)
+	}
+	return out
+}
+
+func logonIntervalToProto(l store.LogonInterval) *pb.LogonSessionInterval {
+	s := l.Session
+	ls := &pb.LogonSession{
+		AuthenticationPackage: s.AuthenticationPackage, Caption: s.Caption, Description: s.Description,
+		InstallDate: ts(s.InstallDate), LogonId: s.LogonID, Name: s.Name, StartTime: ts(s.StartTime),
+		Status: s.Status,
+	}
+	if s.LogonType != nil {
+		v := *s.LogonType
+		ls.LogonTypeRaw = &v
+		ls.LogonType = pb.LogonTypeFromWMI(v)
+	}
+	if s.Account != nil {
+		ls.Account = &pb.Account{Domain: s.Account.Domain, Name: s.Account.Name, Sid: s.Account.SID}
+	}
+	return &pb.LogonSessionInterval{Host: hostRefToProto(l.Host), BootTime: ts(l.BootTime), Session: ls, End: endToProto(l.End)}
+}
+
+func serverIntervalToProto(si store.ServerInterval) *pb.ServerSessionInterval {
+	s := si.Session
+	ss := &pb.ServerSession{
+		Caption: s.Caption, ClientType: s.ClientType, ComputerName: s.ComputerName, Description: s.Description,
+		InstallDate: ts(s.InstallDate), Name: s.Name, Status: s.Status, TransportName: s.TransportName,
+		UserName: s.UserName, ActiveTime: s.ActiveTime, IdleTime: s.IdleTime, ResourcesOpened: s.ResourcesOpened,
+	}
+	if s.SessionType != nil {
+		v := *s.SessionType
+		ss.SessionTypeRaw = &v
+		ss.SessionType = pb.ServerSessionTypeFromWMI(v)
+	}
+	return &pb.ServerSessionInterval{Host: hostRefToProto(si.Host), StartTime: ts(si.StartTime), Session: ss, End: endToProto(si.End)}
+}

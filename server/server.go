@@ -1,0 +1,250 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/store"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Server is a collector: the CollectorService for agents, the QueryService
+// for analysts, and the gRPC health service, on one gRPC server. Several
+// Servers (in one process or many) may share one store.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	metrics *metrics
+	reg     *prometheus.Registry
+
+	agents      *agentCache
+	active      *activeAgents
+	inFlight    *inFlight
+	ingestSlots chan struct{}
+	enrollBySrc *rateLimiter
+	enrollAll   *rateLimiter
+	renewLimit  *rateLimiter
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	bg       sync.WaitGroup
+}
+
+// New returns a collector serving st with cfg. It fails when cfg lacks what
+// it needs (a CA; TLS material unless InsecurePlaintextDev) or has a
+// negative limit. It does not migrate the store: run store.Migrate first
+// (once, from any one process; it is safe to run concurrently).
+func New(cfg Config, st *store.Store) (*Server, error) {
+	if st == nil {
+		return nil, errors.New("server: New: store is nil")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:         cfg,
+		store:       st,
+		log:         cfg.Logger,
+		health:      health.NewServer(),
+		agents:      newAgentCache(cfg.AgentCacheTTL),
+		active:      &activeAgents{last: make(map[string]time.Time)},
+		inFlight:    newInFlight(cfg.MaxInFlightPerAgent),
+		ingestSlots: make(chan struct{}, cfg.MaxConcurrentIngests),
+		enrollBySrc: newRateLimiter(cfg.EnrollPerSecond, cfg.EnrollBurst),
+		enrollAll:   newRateLimiter(cfg.EnrollPerSecond*DefaultEnrollGlobalFactor, cfg.EnrollBurst*DefaultEnrollGlobalFactor),
+		renewLimit:  newRateLimiter(float64(cfg.RenewPerHour)/3600, cfg.RenewPerHour),
+		stop:        make(chan struct{}),
+	}
+	s.reg = cfg.Registry
+	if s.reg == nil {
+		s.reg = newRegistry()
+	}
+	s.metrics = newMetrics(s.reg, func() float64 {
+		return float64(s.active.count(s.cfg.Now(), s.cfg.ActiveAgentWindow))
+	})
+
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:                  cfg.KeepaliveTime,
+			Timeout:               cfg.KeepaliveTimeout,
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.KeepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.ChainUnaryInterceptor(s.recoverInterceptor, s.authInterceptor),
+	}
+	if cfg.InsecurePlaintextDev {
+		opts = append(opts, grpc.Creds(insecure.NewCredentials()))
+		s.metrics.plaintext.Set(1)
+	} else {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(cfg.ServerCertificate, cfg.Trust))))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	pb.RegisterCollectorServiceServer(s.grpc, &collectorService{s: s})
+	pb.RegisterQueryServiceServer(s.grpc, &queryService{s: s})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if cfg.EnableReflection {
+		reflection.Register(s.grpc)
+	}
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	return s, nil
+}
+
+// Serve accepts connections on lis until Shutdown; it returns nil after
+// Shutdown and the listener's error otherwise. With InsecurePlaintextDev it
+// refuses a listener that is not on a loopback address.
+func (s *Server) Serve(lis net.Listener) error {
+	if s.cfg.InsecurePlaintextDev {
+		if tcp, ok := lis.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+			return fmt.Errorf("server: InsecurePlaintextDev refuses to listen on %s: only a loopback address is allowed without TLS", lis.Addr())
+		}
+		s.warnPlaintext(lis.Addr())
+	}
+	s.bg.Add(1)
+	go s.watchStore()
+	s.log.Info("collector serving", "addr", lis.Addr().String(), "tls", !s.cfg.InsecurePlaintextDev,
+		"max_connections", s.cfg.MaxConnections, "max_message_bytes", s.cfg.MaxMessageBytes,
+		"reflection", s.cfg.EnableReflection)
+	ll := &limitListener{
+		Listener: lis,
+		max:      s.cfg.MaxConnections,
+		onChange: func(n int) { s.metrics.connections.Set(float64(n)) },
+		refused:  s.metrics.refusedConn.Inc,
+	}
+	err := s.grpc.Serve(ll)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and calls, marks the health service
+// NOT_SERVING, and waits for calls in flight (batches being committed) to
+// finish until ctx is done; then it closes every connection, cancelling
+// what still runs (an agent whose batch was cut off resends it; nothing
+// acknowledged is lost). It returns ctx's error if it had to cut calls off.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("collector shutdown: deadline reached, cancelling calls in flight", "err", ctx.Err())
+		s.grpc.Stop()
+		<-done
+		err = ctx.Err()
+	}
+	s.bg.Wait()
+	s.log.Info("collector stopped")
+	return err
+}
+
+// MetricsHandler serves the collector's Prometheus metrics (and those of
+// Config.Registry's other collectors); mount it on a separate HTTP port.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
+}
+
+// setHealth sets the status of the overall service and of both APIs.
+func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range []string{"", pb.CollectorService_ServiceDesc.ServiceName, pb.QueryService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// watchStore pings the store every HealthInterval and sets the health
+// status: SERVING while the store answers.
+func (s *Server) watchStore() {
+	defer s.bg.Done()
+	var serving *bool
+	check := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HealthInterval)
+		err := s.store.Pool().Ping(ctx)
+		cancel()
+		ok := err == nil
+		if serving != nil && *serving == ok {
+			return
+		}
+		serving = &ok
+		if ok {
+			s.log.Info("store reachable: serving")
+			s.setHealth(healthpb.HealthCheckResponse_SERVING)
+		} else {
+			s.log.Error("store unreachable: health NOT_SERVING", "err", err)
+			s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+		}
+	}
+	check()
+	t := time.NewTicker(s.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			check()
+		}
+	}
+}
+
+// warnPlaintext logs that the collector runs without TLS, now and every
+// minute until Shutdown.
+func (s *Server) warnPlaintext(addr net.Addr) {
+	warn := func() {
+		s.log.Warn("INSECURE: collector serving WITHOUT TLS (InsecurePlaintextDev); agent identities cannot be verified; development only",
+			"addr", addr.String())
+	}
+	warn()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				warn()
+			}
+		}
+	}()
+}
+
+// retryDelay returns RetryDelay jittered within ±50%, so that agents pushed
+// back together do not come back together.
+func (s *Server) retryDelay() time.Duration {
+	d := s.cfg.RetryDelay
+	return d/2 + rand.N(d)
+}
