@@ -97,6 +97,8 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 		s.log.Error("ALERT enroll refused: machine GUID already held by an enabled agent (reinstalled agent, cloned image, or attack)",
 			"peer", src, "machine_guid", guid, "hostname", h.GetHostname())
 		return nil, status.Errorf(codes.FailedPrecondition, "machine GUID %s is enrolled; an admin must allow re-enrollment", guid)
+	case errors.Is(err, store.ErrInvalidInput):
+		return nil, c.enrollInvalid(src, err.Error())
 	case err != nil:
 		return nil, c.storeFailure("enroll", err)
 	}

@@ -162,7 +162,7 @@ func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report,
 		fail := func(field, format string, args ...any) error {
 			return fmt.Errorf("batch.reports[%d]: %w", i, &ReportError{Sequence: r.Sequence, Field: field, Reason: fmt.Sprintf(format, args...)})
 		}
-		kind := r.Kind.String()
+		kind := protoKind(r.Kind)
 		switch {
 		case r.Sequence <= prev:
 			return nil, fail("sequence", "%d does not follow %d: reports must be in increasing sequence order", r.Sequence, prev)
@@ -277,4 +277,13 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 		}
 	}
 	return nil
+}
+
+// protoKind names a report kind as the protocol's oneof does, for field
+// paths.
+func protoKind(k store.ReportKind) string {
+	if k == store.KindFull {
+		return "snapshot"
+	}
+	return k.String()
 }
