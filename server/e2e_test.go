@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/jackc/pgx/v5/pgxpool"
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/store"
@@ -203,7 +203,9 @@ func (e *env) queryClient(c *collector) (pb.QueryServiceClient, context.Context)
 
 var t0 = time.Now().Add(-2 * time.Hour).Truncate(time.Second).UTC()
 
-func at(min int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(min) * time.Minute)) }
+func at(min int) *timestamppb.Timestamp {
+	return timestamppb.New(t0.Add(time.Duration(min) * time.Minute))
+}
 
 func logon(id, user string) *pb.LogonSession {
 	raw := uint32(10)
@@ -616,8 +618,14 @@ func TestBadInputs(t *testing.T) {
 				snapshot(4, guidA, 1, huge...)))
 			return err
 		}, codes.ResourceExhausted},
-		{"too many sessions", func() error { _, err := ac.Ingest(context.Background(), batch(snapshot(2, guidA, 1, many...))); return err }, codes.InvalidArgument},
-		{"string too long", func() error { _, err := ac.Ingest(context.Background(), batch(snapshot(2, guidA, 1, longString))); return err }, codes.InvalidArgument},
+		{"too many sessions", func() error {
+			_, err := ac.Ingest(context.Background(), batch(snapshot(2, guidA, 1, many...)))
+			return err
+		}, codes.InvalidArgument},
+		{"string too long", func() error {
+			_, err := ac.Ingest(context.Background(), batch(snapshot(2, guidA, 1, longString)))
+			return err
+		}, codes.InvalidArgument},
 		{"enum contradicts raw", func() error {
 			_, err := ac.Ingest(context.Background(), batch(snapshot(2, guidA, 1, contradiction)))
 			return err
