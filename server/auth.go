@@ -130,6 +130,12 @@ func (s *Server) authenticateAgent(ctx context.Context, method string) (agentCal
 		return agentCaller{}, pkiStatus(err)
 	}
 	agent, err := s.agents.get(ctx, s.store, id.AgentID, s.cfg.Now())
+	if err == nil && !knownSerial(agent, id.Serial) {
+		// Another collector may have renewed the agent within the cache's
+		// lifetime: look again before refusing.
+		s.agents.forget(id.AgentID)
+		agent, err = s.agents.get(ctx, s.store, id.AgentID, s.cfg.Now())
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.log.Warn("agent call refused: agent not enrolled", "method", method, "agent", id.AgentID, "peer", peerAddr(ctx))
@@ -141,6 +147,12 @@ func (s *Server) authenticateAgent(ctx context.Context, method string) (agentCal
 	case agent.Disabled:
 		s.log.Warn("agent call refused: agent disabled", "method", method, "agent", id.AgentID, "peer", peerAddr(ctx))
 		return agentCaller{}, status.Errorf(codes.PermissionDenied, "agent %s is disabled", id.AgentID)
+	case !knownSerial(agent, id.Serial):
+		// C6: only the latest certificate and the one before it (whose
+		// holder may have lost the Renew response) speak for the agent.
+		s.log.Error("ALERT agent call refused: certificate superseded by two renewals (agent key in use twice?)", "method", method,
+			"agent", id.AgentID, "serial", id.Serial, "latest", agent.CertSerial, "previous", agent.PreviousCertSerial, "peer", peerAddr(ctx))
+		return agentCaller{}, status.Errorf(codes.PermissionDenied, "certificate %s of agent %s has been superseded; enroll again", id.Serial, id.AgentID)
 	case !strings.EqualFold(agent.MachineGUID, id.MachineGUID):
 		s.log.Error("agent call refused: certificate's machine GUID is not the agent's", "method", method,
 			"agent", id.AgentID, "cert_guid", id.MachineGUID, "agent_guid", agent.MachineGUID, "peer", peerAddr(ctx))
@@ -274,4 +286,12 @@ func batchResult(err error) string {
 	default:
 		return resultUnauth
 	}
+}
+
+// knownSerial reports whether serial is the agent's latest certificate or
+// the one before it (C6). An agent without a recorded certificate (not
+// enrolled through a collector) is not checked.
+func knownSerial(a store.Agent, serial string) bool {
+	return a.CertSerial == "" || strings.EqualFold(a.CertSerial, serial) ||
+		(a.PreviousCertSerial != "" && strings.EqualFold(a.PreviousCertSerial, serial))
 }

@@ -457,10 +457,22 @@ func TestRenewal(t *testing.T) {
 	}
 	_, err = e.agentClient(c, renewed).Renew(context.Background(), &pb.RenewRequest{CsrDer: []byte("not a CSR")})
 	wantCode(t, "renew with a malformed CSR", err, codes.InvalidArgument)
+	// The previous certificate still works (a lost Renew response); after a
+	// second renewal the first certificate is refused (C6).
+	ingest(t, e.agentClient(c, a), heartbeat(2, 1, 1))
+	key3, csr3, _ := pki.NewAgentKeyAndCSR()
+	resp, err = e.agentClient(c, renewed).Renew(context.Background(), &pb.RenewRequest{CsrDer: csr3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed = &agent{id: a.id, guid: guidA, key: key3, der: resp.GetCertificateDer(),
+		cert: tls.Certificate{Certificate: [][]byte{resp.GetCertificateDer()}, PrivateKey: key3}}
+	_, err = e.agentClient(c, a).Ingest(context.Background(), batch(heartbeat(3, 1, 2)))
+	wantCode(t, "ingest with a certificate two renewals old", err, codes.PermissionDenied)
 
 	// Eight days later the certificate has expired: renew by proof.
 	e.skew.Store(int64(8 * 24 * time.Hour))
-	_, err = e.agentClient(c, renewed).Ingest(context.Background(), batch(heartbeat(2, 1, 1)))
+	_, err = e.agentClient(c, renewed).Ingest(context.Background(), batch(heartbeat(4, 1, 3)))
 	wantCode(t, "ingest with an expired certificate", err, codes.Unauthenticated)
 	key2, csr2, _ := pki.NewAgentKeyAndCSR()
 	proof, err := pki.SignRenewalProof(renewed.key, csr2)

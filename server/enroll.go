@@ -171,10 +171,11 @@ func (c *collectorService) Renew(ctx context.Context, req *pb.RenewRequest) (*pb
 		return nil, c.storeFailure("renew", err)
 	}
 	if agent.CertSerial != "" && !strings.EqualFold(agent.CertSerial, a.Serial) {
-		// A lost Renew response makes this happen once; twice means two
-		// holders of the key (C6). Full detection needs the previous serial
-		// and whether the latest was used, which the store does not keep yet.
-		s.log.Warn("renew with a certificate that is not the latest issued to the agent", "agent", a.AgentID,
+		// The previous certificate (the interceptor refuses older ones): a
+		// lost Renew response makes this happen once; more often means two
+		// holders of the key (C6). Telling them apart needs to know whether
+		// the latest was used, which the store does not record yet.
+		s.log.Warn("renew with the previous certificate, not the latest issued to the agent", "agent", a.AgentID,
 			"serial", a.Serial, "latest", agent.CertSerial, "peer", peerAddr(ctx))
 	}
 	resp, err := c.reissue(ctx, a.AgentIdentity, req.GetCsrDer(), peerAddr(ctx), "renew")
