@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -908,5 +909,51 @@ func TestMetricsAndHealth(t *testing.T) {
 		if !strings.Contains(body, name) {
 			t.Errorf("metrics lack %q", name)
 		}
+	}
+}
+
+// TestPlaintextDev: without TLS the collector listens on loopback only,
+// serves token queries, refuses agent calls, and says so in its metrics.
+func TestPlaintextDev(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := server.Config{CA: e.agentCA, InsecurePlaintextDev: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv, err := server.New(cfg, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	if err := srv.Serve(wide); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("Serve on 0.0.0.0 without TLS: %v", err)
+	}
+	srv, err = server.New(cfg, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	defer srv.Shutdown(context.Background())
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+e.token)
+	if _, err := pb.NewQueryServiceClient(conn).ListHosts(ctx, &pb.ListHostsRequest{}); err != nil {
+		t.Fatalf("token query without TLS: %v", err)
+	}
+	_, err = pb.NewCollectorServiceClient(conn).Ingest(context.Background(), batch(heartbeat(2, 1, 1)))
+	wantCode(t, "ingest without TLS", err, codes.Unauthenticated)
+	rec := httptest.NewRecorder()
+	srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "sessionaudit_insecure_plaintext 1") {
+		t.Error("metrics do not say the collector runs without TLS")
 	}
 }
