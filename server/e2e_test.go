@@ -957,3 +957,91 @@ func TestPlaintextDev(t *testing.T) {
 		t.Error("metrics do not say the collector runs without TLS")
 	}
 }
+
+// lockHost holds the host's row lock, so that every Ingest for it waits in
+// the store as it would on a slow database; the returned func releases it.
+func (e *env) lockHost(guid string) func() {
+	e.t.Helper()
+	ctx := context.Background()
+	tx, err := e.st.Pool().Begin(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM host WHERE machine_guid = $1 FOR UPDATE`, guid); err != nil {
+		e.t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { tx.Rollback(ctx) }) }
+	e.t.Cleanup(release)
+	return release
+}
+
+// TestSlowStorePushesBack: with the store slow, an agent gets
+// RESOURCE_EXHAUSTED beyond its in-flight limit, others get UNAVAILABLE
+// with a RetryInfo once the store slots are busy, a write that outlives
+// IngestTimeout is pushed back (and not stored), and Shutdown lets a batch
+// in flight finish.
+func TestSlowStorePushesBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.start(nil, func(cfg *server.Config) {
+		cfg.MaxInFlightPerAgent = 1
+		cfg.MaxConcurrentIngests = 1
+		cfg.IngestQueueWait = 100 * time.Millisecond
+		cfg.IngestTimeout = time.Second
+	})
+	a := e.enroll(c, guidA)
+	b := e.enroll(c, guidB)
+	ac, bc := e.agentClient(c, a), e.agentClient(c, b)
+	ingest(t, ac, snapshot(1, guidA, 0, logon("0x1", "alice")))
+	before := e.intervals()
+
+	release := e.lockHost(guidA)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := ac.Ingest(context.Background(), batch(delta(2, 1, 1, []*pb.LogonSession{logon("0x2", "bob")})))
+		slow <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the batch is waiting in the store
+	_, err := ac.Ingest(context.Background(), batch(heartbeat(3, 1, 2)))
+	wantCode(t, "second batch in flight", err, codes.ResourceExhausted)
+	_, err = bc.Ingest(context.Background(), batch(snapshot(1, guidB, 0)))
+	wantCode(t, "batch while every store slot is busy", err, codes.Unavailable)
+	if len(status.Convert(err).Details()) == 0 {
+		t.Error("no RetryInfo with the pushback")
+	}
+	// The store stays slow beyond IngestTimeout: pushed back, not stored.
+	wantCode(t, "batch beyond IngestTimeout", <-slow, codes.Unavailable)
+	if !equal(before, e.intervals()) {
+		t.Fatal("a batch that timed out was stored")
+	}
+	release()
+
+	// Shutdown waits for the batch in flight.
+	release = e.lockHost(guidA)
+	go func() {
+		r, err := ac.Ingest(context.Background(), batch(delta(2, 1, 1, []*pb.LogonSession{logon("0x2", "bob")})))
+		if err == nil && r.GetAcknowledgedSequence() != 2 {
+			err = status.Errorf(codes.Internal, "ack %d", r.GetAcknowledgedSequence())
+		}
+		slow <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- c.srv.Shutdown(ctx)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	release()
+	if err := <-slow; err != nil {
+		t.Fatalf("batch in flight during Shutdown: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := e.intervals(); len(got) != 2 {
+		t.Fatalf("after shutdown: %v", got)
+	}
+}

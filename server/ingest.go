@@ -68,6 +68,11 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 		s.metrics.batches.WithLabelValues(resultInvalid).Inc()
 		log.Error("store refused the batch's identity", "err", err)
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	case err != nil && ctx.Err() != nil:
+		// The agent gave up (or the collector is stopping): nothing to
+		// answer, and not the store's fault.
+		log.Info("batch abandoned by the caller", "err", err)
+		return nil, status.FromContextError(ctx.Err()).Err()
 	case err != nil:
 		s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
 		s.metrics.storeErrors.Inc()
