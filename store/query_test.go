@@ -332,8 +332,8 @@ func TestMigrate(t *testing.T) {
 		}
 	}
 	v, err := s.SchemaVersion(ctx)
-	if err != nil || v != 2 {
-		t.Fatalf("version = %d, %v; want 2", v, err)
+	if err != nil || v != 3 {
+		t.Fatalf("version = %d, %v; want 3", v, err)
 	}
 	if _, err := s.pool.Exec(ctx, `UPDATE `+VersionTable+` SET version = 99`); err != nil {
 		t.Fatal(err)
