@@ -2,7 +2,15 @@
 // their batches of reports over gRPC, validates them and hands them to the
 // store, and serves analysts' queries.
 //
-// This file set holds the conversion of the protocol's messages into the
-// store's plain Go values; every value that crosses it is checked there, and
-// every refusal names the report and the field.
+// Build a Config (CA, server certificate, Trust, limits; the zero value of
+// each limit is its documented default), call New with a migrated
+// store.Store, Serve on a listener, mount MetricsHandler on a separate HTTP
+// port, and call Shutdown to stop gracefully. docs/design/collector.md
+// describes the behaviour: authentication per call, validation, limits and
+// pushback, status codes, keepalive and metrics.
+//
+// Identity comes only from verified client certificates (server/pki);
+// ReportFromProto converts the protocol's messages into the store's plain
+// Go values, checking every value that crosses it, and every refusal names
+// the report and the field.
 package server
