@@ -140,6 +140,8 @@ func (s *Server) authenticateAgent(ctx context.Context, method string) (agentCal
 	case errors.Is(err, store.ErrNotFound):
 		s.log.Warn("agent call refused: agent not enrolled", "method", method, "agent", id.AgentID, "peer", peerAddr(ctx))
 		return agentCaller{}, status.Errorf(codes.PermissionDenied, "agent %s is not enrolled with this collector", id.AgentID)
+	case err != nil && ctx.Err() != nil:
+		return agentCaller{}, status.FromContextError(ctx.Err()).Err()
 	case err != nil:
 		s.metrics.storeErrors.Inc()
 		s.log.Error("agent lookup failed", "method", method, "agent", id.AgentID, "err", err)
@@ -178,6 +180,8 @@ func (s *Server) authenticateAnalyst(ctx context.Context) (analystCaller, error)
 			case errors.Is(err, store.ErrBadToken) || errors.Is(err, store.ErrNotFound):
 				s.log.Warn("query refused: API token not valid", "peer", peerAddr(ctx))
 				return analystCaller{}, status.Error(codes.Unauthenticated, "API token not valid")
+			case err != nil && ctx.Err() != nil:
+				return analystCaller{}, status.FromContextError(ctx.Err()).Err()
 			case err != nil:
 				s.metrics.storeErrors.Inc()
 				s.log.Error("API token check failed", "err", err)

@@ -852,8 +852,14 @@ func TestRestartLosesNothingAcknowledged(t *testing.T) {
 	stopped := make(chan struct{})
 	var acked atomic.Int64
 	go func() {
-		time.Sleep(30 * time.Millisecond)
-		c1.stop(t)
+		// A hard stop once a few batches are acknowledged: calls in flight
+		// are cut off wherever they are, commit included.
+		for acked.Load() < 6 {
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		c1.srv.Shutdown(ctx)
 		close(stopped)
 	}()
 	for len(spool) > 0 {

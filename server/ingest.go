@@ -86,14 +86,14 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	case resync:
 		result = resultResync
 	case len(res.Rejected) > 0:
-		// Validation above mirrors the store's rules, so this should not
-		// happen; the rest of the batch is committed and cannot be taken
-		// back, so the refused reports are acknowledged (the agent would
-		// otherwise resend them forever) and logged as an error.
 		result = resultStoreRejected
-		for _, r := range res.Rejected {
-			log.Error("store rejected a report: acknowledged without its content", "sequence", r.Sequence, "err", r.Err)
-		}
+	}
+	// Validation above mirrors the store's rules, so this should not
+	// happen; the rest of the batch is committed and cannot be taken back,
+	// so the refused reports are acknowledged (the agent would otherwise
+	// resend them forever) and logged as errors.
+	for _, r := range res.Rejected {
+		log.Error("store rejected a report: acknowledged without its content", "sequence", r.Sequence, "err", r.Err)
 	}
 	s.metrics.batches.WithLabelValues(result).Inc()
 	for _, n := range res.Sanitized {
