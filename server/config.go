@@ -78,9 +78,15 @@ const (
 	DefaultActiveAgentWindow = 5 * time.Minute
 )
 
+// DefaultListenAddress is where ListenAndServe listens unless told.
+const DefaultListenAddress = ":8443"
+
 // Config is everything a collector needs besides its store. The zero value
 // of each limit or timing means its documented default; New fills them in.
 type Config struct {
+	// ListenAddress is the gRPC address ListenAndServe listens on; default
+	// DefaultListenAddress. Serve takes a listener instead.
+	ListenAddress string
 	// CA signs agent certificates at Enroll and Renew. Required (its
 	// certificate should also be among Trust's agent CAs).
 	CA *pki.CA
@@ -198,6 +204,9 @@ func (c Config) withDefaults() (Config, error) {
 		if *p == 0 {
 			*p = d
 		}
+	}
+	if c.ListenAddress == "" {
+		c.ListenAddress = DefaultListenAddress
 	}
 	setDur(&c.AgentCertValidity, pki.DefaultAgentValidity)
 	setDur(&c.RenewalGrace, pki.DefaultRenewalGrace)

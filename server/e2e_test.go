@@ -9,6 +9,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +35,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -907,6 +909,24 @@ func TestMetricsAndHealth(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Reflection, for grpcurl, when enabled.
+	r := e.start(nil, func(cfg *server.Config) { cfg.EnableReflection = true })
+	stream, err := reflectionpb.NewServerReflectionClient(e.dial(r.addr, nil)).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("reflection: %v", err)
+	}
+	if !strings.Contains(fmt.Sprint(list.GetListServicesResponse()), "sessionaudit.v1.QueryService") {
+		t.Errorf("reflection lists %v", list.GetListServicesResponse())
+	}
+	stream.CloseSend()
+
 	rec := httptest.NewRecorder()
 	c.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()

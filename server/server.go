@@ -143,6 +143,15 @@ func (s *Server) Serve(lis net.Listener) error {
 	return err
 }
 
+// ListenAndServe listens on Config.ListenAddress and serves; see Serve.
+func (s *Server) ListenAndServe() error {
+	lis, err := net.Listen("tcp", s.cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", s.cfg.ListenAddress, err)
+	}
+	return s.Serve(lis)
+}
+
 // Shutdown stops accepting connections and calls, marks the health service
 // NOT_SERVING, and waits for calls in flight (batches being committed) to
 // finish until ctx is done; then it closes every connection, cancelling
