@@ -267,3 +267,17 @@ func randomSerial() (*big.Int, error) {
 		}
 	}
 }
+
+// LoadCertificates reads every certificate of a PEM file: a CA bundle to
+// trust, such as the analyst CA's certificate without its key.
+func LoadCertificates(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read certificates: %w", err)
+	}
+	certs, err := parseCertificatesPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("pki: certificates in %s: %w", path, err)
+	}
+	return certs, nil
+}

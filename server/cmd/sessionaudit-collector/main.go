@@ -160,6 +160,7 @@ func (c *cli) openStore(ctx context.Context) (*store.Store, error) {
 // commands lists every command, in the order help shows them.
 func (c *cli) commands() []*command {
 	return []*command{
+		c.serveCommand(),
 		c.migrateCommand(),
 		c.initPKICommand(),
 		c.secretCreateCommand(), c.secretListCommand(), c.secretRevokeCommand(),
