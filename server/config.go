@@ -250,6 +250,16 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("server: config: %s is %d; it must be positive (0 means the default)", name, v)
 		}
 	}
+	for name, v := range map[string]time.Duration{
+		"IngestQueueWait": c.IngestQueueWait, "IngestTimeout": c.IngestTimeout, "QueryTimeout": c.QueryTimeout,
+		"RetryDelay": c.RetryDelay, "HealthInterval": c.HealthInterval, "ActiveAgentWindow": c.ActiveAgentWindow,
+		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout, "KeepaliveMinTime": c.KeepaliveMinTime,
+		"MaxConnectionAge": c.MaxConnectionAge, "MaxConnectionAgeGrace": c.MaxConnectionAgeGrace, "RenewalGrace": c.RenewalGrace,
+	} {
+		if v < 0 {
+			return c, fmt.Errorf("server: config: %s is %v; it must be positive (0 means the default)", name, v)
+		}
+	}
 	if c.EnrollPerSecond < 0 {
 		return c, fmt.Errorf("server: config: EnrollPerSecond is %v; it must be positive", c.EnrollPerSecond)
 	}

@@ -2,9 +2,12 @@ package server
 
 import (
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/server/pki"
 )
 
 func TestRateLimiter(t *testing.T) {
@@ -101,5 +104,37 @@ func TestLimitListener(t *testing.T) {
 		c.Close()
 	case <-time.After(5 * time.Second):
 		t.Fatal("no connection accepted after one closed")
+	}
+}
+
+func TestConfigDefaultsAndRefusals(t *testing.T) {
+	if _, err := (Config{}).withDefaults(); err == nil {
+		t.Error("a config without a CA was accepted")
+	}
+	// withDefaults only checks that a CA is given: an empty one stands in.
+	base := Config{InsecurePlaintextDev: true}
+	base.CA = new(pki.CA)
+	c, err := base.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxMessageBytes != DefaultMaxMessageBytes || c.MaxInFlightPerAgent != DefaultMaxInFlightPerAgent ||
+		c.AgentCertValidity != pki.DefaultAgentValidity || c.ListenAddress != DefaultListenAddress || c.Logger == nil || c.Now == nil {
+		t.Errorf("defaults not filled in: %+v", c)
+	}
+	bad := base
+	bad.RetryDelay = -time.Second
+	if _, err := bad.withDefaults(); err == nil || !strings.Contains(err.Error(), "RetryDelay") {
+		t.Errorf("negative RetryDelay: %v", err)
+	}
+	bad = base
+	bad.MaxSessionsPerSnapshot = -1
+	if _, err := bad.withDefaults(); err == nil || !strings.Contains(err.Error(), "MaxSessionsPerSnapshot") {
+		t.Errorf("negative MaxSessionsPerSnapshot: %v", err)
+	}
+	bad = base
+	bad.InsecurePlaintextDev = false
+	if _, err := bad.withDefaults(); err == nil || !strings.Contains(err.Error(), "Trust") {
+		t.Errorf("TLS without Trust: %v", err)
 	}
 }
