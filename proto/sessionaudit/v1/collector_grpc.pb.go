@@ -50,7 +50,8 @@ type CollectorServiceClient interface {
 	// secret or a bad renewal proof (without saying which); FAILED_PRECONDITION
 	// when the machine GUID is held by an enabled agent; INVALID_ARGUMENT for a
 	// malformed CSR or host, naming the field; RESOURCE_EXHAUSTED when
-	// rate-limited.
+	// rate-limited; UNAVAILABLE (with google.rpc.RetryInfo) when the store is
+	// down: retry later.
 	Enroll(ctx context.Context, in *EnrollRequest, opts ...grpc.CallOption) (*EnrollResponse, error)
 	// Renew issues a fresh certificate for the calling agent before its current
 	// one expires, for a new key pair.
@@ -60,7 +61,8 @@ type CollectorServiceClient interface {
 	//
 	// Errors: UNAUTHENTICATED without a valid client certificate;
 	// PERMISSION_DENIED for a disabled agent; INVALID_ARGUMENT for a malformed
-	// CSR.
+	// CSR; RESOURCE_EXHAUSTED when renewing too often; UNAVAILABLE (with
+	// google.rpc.RetryInfo) when the store is down.
 	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
 	// Ingest delivers a batch of the agent's spooled reports.
 	//
@@ -148,7 +150,8 @@ type CollectorServiceServer interface {
 	// secret or a bad renewal proof (without saying which); FAILED_PRECONDITION
 	// when the machine GUID is held by an enabled agent; INVALID_ARGUMENT for a
 	// malformed CSR or host, naming the field; RESOURCE_EXHAUSTED when
-	// rate-limited.
+	// rate-limited; UNAVAILABLE (with google.rpc.RetryInfo) when the store is
+	// down: retry later.
 	Enroll(context.Context, *EnrollRequest) (*EnrollResponse, error)
 	// Renew issues a fresh certificate for the calling agent before its current
 	// one expires, for a new key pair.
@@ -158,7 +161,8 @@ type CollectorServiceServer interface {
 	//
 	// Errors: UNAUTHENTICATED without a valid client certificate;
 	// PERMISSION_DENIED for a disabled agent; INVALID_ARGUMENT for a malformed
-	// CSR.
+	// CSR; RESOURCE_EXHAUSTED when renewing too often; UNAVAILABLE (with
+	// google.rpc.RetryInfo) when the store is down.
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 	// Ingest delivers a batch of the agent's spooled reports.
 	//
