@@ -8,7 +8,7 @@
 //	WMI rows (source, Windows-only and thin)
 //	  → Snapshot (source.BuildSnapshot: parsing via cim, joining accounts)
 //	  → Report   (change.Tracker: Snapshot, Delta or Heartbeat, numbered)
-//	  → spool → uplink (later)
+//	  → spool (durable, on disk) → uplink (gRPC to the collector)
 //
 // Sub-packages:
 //   - cim: CIM datetime and WMI object path parsers.
@@ -17,6 +17,10 @@
 //   - simulate: a deterministic simulated Source for one host.
 //   - fixture: a Source that replays recorded snapshots (used under Wine).
 //   - change: change detection, from successive snapshots to reports.
+//   - wmi: the WMI Source (Windows; one long-lived worker, deadlines).
+//   - config: settings from Group Policy, a file and flags, with live reload.
+//   - spool: the crash-safe on-disk queue of reports awaiting acknowledgement.
+//   - uplink: enrollment, renewal and delivery to the collector.
 package agent
 
 // Version is the agent's version (semantic version of the build). The build
