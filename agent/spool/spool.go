@@ -1,0 +1,651 @@
+package spool
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	sessionauditv1 "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+)
+
+// DefaultMaxBytes is the bound of a spool's segments on disk when
+// Options.MaxBytes is zero: at a typical 3 KB per snapshot and a few hundred
+// bytes per delta, days of a busy host's reports.
+const DefaultMaxBytes = 256 << 20
+
+// DefaultSegmentBytes is the size at which a segment is closed and the next
+// one started, when Options.SegmentBytes is zero (or a quarter of MaxBytes,
+// if that is smaller).
+const DefaultSegmentBytes = 4 << 20
+
+// segmentExt ends the name of every segment file; the name before it is
+// the segment's key, 20 decimal digits.
+const segmentExt = ".seg"
+
+// ErrClosed is returned by the methods of a Spool after Close.
+var ErrClosed = errors.New("spool: closed")
+
+// Options configures a Spool.
+type Options struct {
+	// MaxBytes bounds the bytes of the spool's segments. When an Append
+	// goes over it, the oldest segments are deleted, acknowledged or not,
+	// until the spool fits again (the segment being written is always
+	// kept, so the bound may be exceeded by up to one segment). Zero means
+	// DefaultMaxBytes.
+	MaxBytes int64
+	// SegmentBytes is the size at which a segment file is closed and a new
+	// one started; a report larger than it gets a segment of its own. Zero
+	// means DefaultSegmentBytes or MaxBytes/4, whichever is smaller. It must
+	// not exceed MaxBytes.
+	SegmentBytes int64
+}
+
+// Stats describes a spool. The counts of damage are those found by Open.
+type Stats struct {
+	// Segments is the number of segment files, Bytes their total size.
+	Segments int
+	Bytes    int64
+	// LastSequence is the sequence of the newest report kept (0 if none
+	// was ever appended); Acknowledged the sequence up to which the
+	// collector acknowledged.
+	LastSequence uint64
+	Acknowledged uint64
+	// DroppedReports and DroppedBytes count the unacknowledged reports
+	// deleted on overflow over the spool's life.
+	DroppedReports uint64
+	DroppedBytes   int64
+	// CorruptBytes counts the bytes Open skipped between valid records
+	// (damage in the middle of a segment): the reports in them are lost.
+	CorruptBytes int64
+	// TornBytes counts the bytes Open found after the last valid record of
+	// a segment (writes that did not complete) and cut off.
+	TornBytes int64
+	// StaleRecords counts valid records Open skipped because their
+	// sequence was not above the record before them.
+	StaleRecords uint64
+	// StateDamaged is true when Open found the state file damaged and
+	// started from an empty state (every report on disk is sent again).
+	StateDamaged bool
+}
+
+// segment is one segment file.
+type segment struct {
+	key   uint64 // from the file name; orders the segments
+	path  string
+	size  int64  // bytes of the file that the spool reads
+	first uint64 // first and last sequence accepted in it; 0 if none
+	last  uint64
+	count int // records accepted in it
+}
+
+// Spool is a durable, bounded queue of reports on disk: the agent appends
+// every report before it sends it, and deletes it only when the collector
+// has acknowledged it. It survives restarts, reboots and power loss: a
+// report is on disk when Append returns, a torn or damaged record is
+// skipped without harming those after it, and reports come out in strictly
+// increasing sequence order.
+//
+// A Spool is safe for concurrent use; it is meant for one writer (the poll
+// loop) and one reader (the uplink). One process at a time may open a
+// directory.
+type Spool struct {
+	mu     sync.Mutex
+	dir    string
+	opts   Options
+	segs   []*segment // in key order; never empty after the first Append
+	active *os.File   // open for writing the last segment; nil: the next Append starts a segment
+	bytes  int64      // total size of segs
+	last   uint64     // newest sequence appended or found
+	st     state
+	stats  Stats // damage found by Open
+	// cursor is where Peek starts: every record before it, in the segment
+	// keyed cursorKey, is acknowledged (or damaged). A key no longer in
+	// segs means the start of the first segment.
+	cursorKey uint64
+	cursorOff int64
+	closed    bool
+}
+
+// Open opens the spool in dir, creating the directory if needed. It reads
+// every segment, skips what is damaged (counted in Stats), cuts a torn
+// write off the end of the last segment, deletes segments whose reports
+// are all acknowledged, and applies the size bound.
+//
+// The caller restricts access to dir (on Windows, a directory under
+// ProgramData readable by SYSTEM and Administrators only).
+func Open(dir string, opts Options) (*Spool, error) {
+	if opts.MaxBytes < 0 || opts.SegmentBytes < 0 {
+		return nil, fmt.Errorf("spool: open %s: negative size in options %+v", dir, opts)
+	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.SegmentBytes == 0 {
+		opts.SegmentBytes = min(DefaultSegmentBytes, max(opts.MaxBytes/4, 1))
+	}
+	if opts.SegmentBytes > opts.MaxBytes {
+		return nil, fmt.Errorf("spool: open %s: SegmentBytes %d exceeds MaxBytes %d", dir, opts.SegmentBytes, opts.MaxBytes)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: open: %w", err)
+	}
+	s := &Spool{dir: dir, opts: opts}
+	st, ok, err := readState(dir)
+	if err != nil {
+		return nil, err
+	}
+	dirty := false
+	if !ok {
+		st = state{resync: true}
+		s.stats.StateDamaged = true
+		dirty = true
+	}
+	s.st = st
+	if err := os.Remove(filepath.Join(dir, stateTemp)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("spool: open: %w", err)
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if s.stats.CorruptBytes > 0 && !s.st.resync {
+		// Reports were lost: the collector's chain has a hole.
+		s.st.resync = true
+		dirty = true
+	}
+	if dirty {
+		if err := writeState(dir, s.st); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.removeAcked(); err != nil {
+		return nil, err
+	}
+	if err := s.enforceBound(); err != nil {
+		return nil, err
+	}
+	if n := len(s.segs); n > 0 && s.segs[n-1].size < opts.SegmentBytes {
+		seg := s.segs[n-1]
+		f, err := os.OpenFile(seg.path, os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("spool: open: %w", err)
+		}
+		s.active = f
+	}
+	return s, nil
+}
+
+// load reads the segments of s.dir.
+func (s *Spool) load() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: open: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(name, segmentExt) {
+			continue
+		}
+		key, err := strconv.ParseUint(strings.TrimSuffix(name, segmentExt), 10, 64)
+		if err != nil {
+			continue
+		}
+		s.segs = append(s.segs, &segment{key: key, path: filepath.Join(s.dir, name)})
+	}
+	slices.SortFunc(s.segs, func(a, b *segment) int { return cmp.Compare(a.key, b.key) })
+
+	var run uint64 // the newest sequence accepted so far
+	kept := s.segs[:0]
+	removed := false
+	var lastEnd int64 // end of the last valid record of the newest kept segment
+	for _, seg := range s.segs {
+		buf, err := os.ReadFile(seg.path)
+		if err != nil {
+			return fmt.Errorf("spool: open: %w", err)
+		}
+		res := scan(buf, 0, func(r record) bool {
+			if r.seq <= run {
+				s.stats.StaleRecords++
+				return true
+			}
+			run = r.seq
+			if seg.count == 0 {
+				seg.first = r.seq
+			}
+			seg.last = r.seq
+			seg.count++
+			return true
+		})
+		s.stats.CorruptBytes += res.corrupt
+		s.stats.TornBytes += res.tail
+		seg.size = int64(len(buf))
+		if seg.count == 0 {
+			// Nothing readable: the file only takes room (and its name).
+			if err := os.Remove(seg.path); err != nil {
+				return fmt.Errorf("spool: open: remove unreadable segment: %w", err)
+			}
+			removed = true
+			continue
+		}
+		kept = append(kept, seg)
+		lastEnd = res.end
+	}
+	s.segs = kept
+	s.last = run
+	if n := len(kept); n > 0 && kept[n-1].size > lastEnd {
+		// A torn write at the end of the segment Append continues: cut
+		// it off, so that new records follow the last valid one.
+		if err := truncateFile(kept[n-1].path, lastEnd); err != nil {
+			return err
+		}
+		kept[n-1].size = lastEnd
+	}
+	for _, seg := range kept {
+		s.bytes += seg.size
+	}
+	if removed {
+		return syncDir(s.dir)
+	}
+	return nil
+}
+
+// truncateFile cuts the file at path to size bytes and flushes it.
+func truncateFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: cut torn write: %w", err)
+	}
+	err = f.Truncate(size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: cut torn write off %s at offset %d: %w", path, size, err)
+	}
+	return nil
+}
+
+// Append writes r to the spool and flushes it to disk: when Append returns
+// nil, r survives a crash or power loss. r's sequence must be above every
+// sequence the spool holds or has acknowledged (see NextSequence), and r
+// must have content.
+//
+// When Append returns an error, r may or may not be kept; the caller asks
+// its tracker for a resync so that the next report is a Snapshot. An Append
+// that takes the spool over MaxBytes deletes the oldest segments: check
+// NeedsResync afterwards.
+func (s *Spool) Append(r *sessionauditv1.Report) error {
+	if r == nil || r.GetContent() == nil {
+		return errors.New("spool: append: report without content")
+	}
+	payload, err := proto.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("spool: append report %d: %w", r.GetSequence(), err)
+	}
+	seq := r.GetSequence()
+	size := int64(headerSize + len(payload))
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if floor := max(s.last, s.st.acked); seq <= floor {
+		return fmt.Errorf("spool: append report %d: sequence not above %d, the spool's newest", seq, floor)
+	}
+	if len(payload) > maxPayload || size > s.opts.MaxBytes {
+		return fmt.Errorf("spool: append report %d: %d bytes, more than the spool holds", seq, size)
+	}
+	var seg *segment
+	if n := len(s.segs); s.active != nil && n > 0 {
+		seg = s.segs[n-1]
+		if seg.size > 0 && seg.size+size > s.opts.SegmentBytes {
+			seg = nil
+		}
+	}
+	if seg == nil {
+		if seg, err = s.startSegment(seq); err != nil {
+			return err
+		}
+	}
+	// Records are written at the offset the spool knows (not in append
+	// mode), so that a failed write can be cut off on every platform.
+	buf := appendRecord(make([]byte, 0, size), seq, payload)
+	_, err = s.active.WriteAt(buf, seg.size)
+	if err == nil {
+		err = s.active.Sync()
+	}
+	if err != nil {
+		// Take back what may have reached the file and write the next
+		// report to a new segment; if the cut fails too, Open will find
+		// a torn write.
+		_ = s.active.Truncate(seg.size)
+		_ = s.active.Close()
+		s.active = nil
+		return fmt.Errorf("spool: append report %d to %s at offset %d: %w", seq, seg.path, seg.size, err)
+	}
+	seg.size += size
+	s.bytes += size
+	if seg.count == 0 {
+		seg.first = seq
+	}
+	seg.last = seq
+	seg.count++
+	s.last = seq
+	if seg.size >= s.opts.SegmentBytes {
+		err = s.active.Close()
+		s.active = nil
+		if err != nil {
+			return fmt.Errorf("spool: close %s: %w", seg.path, err)
+		}
+	}
+	if r.GetSnapshot() != nil && s.st.resync {
+		st := s.st
+		st.resync = false
+		if err := writeState(s.dir, st); err != nil {
+			return err
+		}
+		s.st = st
+	}
+	return s.enforceBound()
+}
+
+// startSegment closes the active segment and creates the next, named by
+// seq (or one above the newest name, if that is larger).
+func (s *Spool) startSegment(seq uint64) (*segment, error) {
+	if s.active != nil {
+		err := s.active.Close()
+		s.active = nil
+		if err != nil {
+			return nil, fmt.Errorf("spool: close segment: %w", err)
+		}
+	}
+	key := seq
+	if n := len(s.segs); n > 0 && s.segs[n-1].key >= key {
+		key = s.segs[n-1].key + 1
+	}
+	path := filepath.Join(s.dir, fmt.Sprintf("%020d%s", key, segmentExt))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool: start segment: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return nil, err
+	}
+	seg := &segment{key: key, path: path}
+	s.segs = append(s.segs, seg)
+	s.active = f
+	return seg, nil
+}
+
+// enforceBound deletes the oldest segments while the spool is over
+// MaxBytes, counting the unacknowledged reports in them as dropped. The
+// newest segment is always kept.
+func (s *Spool) enforceBound() error {
+	removed := false
+	for s.bytes > s.opts.MaxBytes && len(s.segs) > 1 {
+		seg := s.segs[0]
+		if seg.last > s.st.acked {
+			n, b, err := s.countUnacked(seg)
+			if err != nil {
+				return err
+			}
+			// The state is written first: after a crash between the two
+			// steps the drop is counted although the segment is still
+			// there, rather than lost.
+			st := s.st
+			st.pendingReports += n
+			st.pendingBytes += b
+			st.totalReports += n
+			st.totalBytes += b
+			st.resync = true
+			if err := writeState(s.dir, st); err != nil {
+				return err
+			}
+			s.st = st
+		}
+		if err := os.Remove(seg.path); err != nil {
+			return fmt.Errorf("spool: drop oldest segment: %w", err)
+		}
+		removed = true
+		s.segs = s.segs[1:]
+		s.bytes -= seg.size
+	}
+	if removed {
+		return syncDir(s.dir)
+	}
+	return nil
+}
+
+// countUnacked counts the reports of seg, the oldest segment, that are not
+// acknowledged, and their bytes.
+func (s *Spool) countUnacked(seg *segment) (n uint64, b int64, err error) {
+	buf, err := readSegment(seg, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	last := s.st.acked
+	scan(buf, 0, func(r record) bool {
+		if r.seq > last {
+			last = r.seq
+			n++
+			b += r.size
+		}
+		return true
+	})
+	return n, b, nil
+}
+
+// readSegment reads seg from offset off to the size the spool knows.
+func readSegment(seg *segment, off int64) ([]byte, error) {
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: read: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, seg.size-off)
+	if _, err := io.ReadFull(io.NewSectionReader(f, off, seg.size-off), buf); err != nil {
+		return nil, fmt.Errorf("spool: read %s at offset %d: %w", seg.path, off, err)
+	}
+	return buf, nil
+}
+
+// Peek returns the oldest unacknowledged reports, in strictly increasing
+// sequence order: at most maxReports, and no more than maxBytes of encoded
+// reports (maxBytes ≤ 0: no limit) except that the first is returned
+// whatever its size. It returns no reports when everything is
+// acknowledged. Peek does not remove anything: until Ack, it returns the
+// same reports again.
+//
+// A run of consecutive Heartbeats comes out as its last one only: a
+// Heartbeat's base is the last Snapshot or Delta, so the earlier ones say
+// nothing the last does not. They stay on disk until acknowledged with it.
+// A record that checks out on disk but does not decode as a Report is
+// skipped (and NeedsResync becomes true).
+func (s *Spool) Peek(maxReports, maxBytes int) ([]*sessionauditv1.Report, error) {
+	if maxReports < 1 {
+		return nil, fmt.Errorf("spool: peek: maxReports %d, want at least 1", maxReports)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	start, off := 0, int64(0)
+	if i := slices.IndexFunc(s.segs, func(g *segment) bool { return g.key == s.cursorKey }); i >= 0 {
+		start, off = i, s.cursorOff
+	}
+	var (
+		out      []*sessionauditv1.Report
+		outBytes int
+		lastSize int // of out's last report
+		last     = s.st.acked
+		full     bool
+	)
+	for i := start; i < len(s.segs) && !full; i++ {
+		seg := s.segs[i]
+		if i > start {
+			off = 0
+		}
+		if off >= seg.size {
+			continue
+		}
+		buf, err := readSegment(seg, off)
+		if err != nil {
+			return nil, err
+		}
+		scan(buf, off, func(r record) bool {
+			if r.seq <= last {
+				if len(out) == 0 && r.seq <= s.st.acked {
+					s.cursorKey, s.cursorOff = seg.key, r.off+r.size
+				}
+				return true
+			}
+			rep := new(sessionauditv1.Report)
+			if err := proto.Unmarshal(r.payload, rep); err != nil || rep.GetSequence() != r.seq {
+				last = r.seq
+				s.st.resync = true
+				return true
+			}
+			if n := len(out); n > 0 && rep.GetHeartbeat() != nil && out[n-1].GetHeartbeat() != nil {
+				outBytes += len(r.payload) - lastSize
+				out[n-1], lastSize = rep, len(r.payload)
+				last = r.seq
+				return true
+			}
+			if len(out) >= maxReports || (maxBytes > 0 && len(out) > 0 && outBytes+len(r.payload) > maxBytes) {
+				full = true
+				return false
+			}
+			out = append(out, rep)
+			outBytes += len(r.payload)
+			lastSize = len(r.payload)
+			last = r.seq
+			return true
+		})
+	}
+	return out, nil
+}
+
+// Ack records that the collector stored every report up to seq
+// (IngestResponse.acknowledged_sequence) and that it received
+// droppedReports, the Batch.dropped_reports of the acknowledged batch. It
+// persists both, so that acknowledged reports are not sent again after a
+// restart, and deletes the segments whose reports are all acknowledged. A
+// seq beyond the newest report counts as the newest; a seq below an
+// earlier acknowledgement changes nothing.
+func (s *Spool) Ack(seq uint64, droppedReports uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	st := s.st
+	st.acked = max(st.acked, min(seq, s.last))
+	if droppedReports >= st.pendingReports {
+		st.pendingReports, st.pendingBytes = 0, 0
+	} else {
+		st.pendingReports -= droppedReports
+	}
+	if st != s.st {
+		if err := writeState(s.dir, st); err != nil {
+			return err
+		}
+		s.st = st
+	}
+	return s.removeAcked()
+}
+
+// removeAcked deletes the segments, other than the newest, whose reports
+// are all acknowledged.
+func (s *Spool) removeAcked() error {
+	removed := false
+	for len(s.segs) > 1 && s.segs[0].last <= s.st.acked {
+		seg := s.segs[0]
+		if err := os.Remove(seg.path); err != nil {
+			return fmt.Errorf("spool: remove acknowledged segment: %w", err)
+		}
+		removed = true
+		s.segs = s.segs[1:]
+		s.bytes -= seg.size
+	}
+	if removed {
+		return syncDir(s.dir)
+	}
+	return nil
+}
+
+// NextSequence returns the sequence the agent's next report must carry:
+// one above the newest report the spool holds or has acknowledged. After a
+// restart, the agent passes it (or its own persisted value, if larger) to
+// its tracker as the first sequence.
+func (s *Spool) NextSequence() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.last, s.st.acked) + 1
+}
+
+// NeedsResync reports whether the spool lost reports (dropped on overflow,
+// damaged on disk) since its last Snapshot: the agent then asks its
+// tracker for a resync, so that the collector gets the whole state again.
+// Appending a Snapshot clears it.
+func (s *Spool) NeedsResync() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.resync
+}
+
+// Dropped returns the reports (and their bytes) deleted on overflow before
+// the collector had them, and not yet acknowledged as reported: the agent
+// sends the count as Batch.dropped_reports and passes it back to Ack.
+func (s *Spool) Dropped() (reports uint64, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.pendingReports, s.st.pendingBytes
+}
+
+// Stats returns the spool's figures.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Segments = len(s.segs)
+	st.Bytes = s.bytes
+	st.LastSequence = s.last
+	st.Acknowledged = s.st.acked
+	st.DroppedReports = s.st.totalReports
+	st.DroppedBytes = s.st.totalBytes
+	return st
+}
+
+// Close closes the spool's files. Everything appended is already on disk.
+// The spool cannot be used afterwards.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.active != nil {
+		err := s.active.Close()
+		s.active = nil
+		if err != nil {
+			return fmt.Errorf("spool: close: %w", err)
+		}
+	}
+	return nil
+}
