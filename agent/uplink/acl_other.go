@@ -5,11 +5,13 @@ package uplink
 import (
 	"fmt"
 	"os"
+	"syscall"
 )
 
-// secureDir makes dir readable only by its owner, the agent's service
-// account: mode 0700. It refuses a path that is not a directory (a
-// symbolic link included).
+// secureDir makes dir readable only by the agent's service account: it
+// must be a directory (not a symbolic link) owned by the effective user,
+// and gets mode 0700. A directory someone else created in advance is
+// refused, since its owner could open it up again.
 func secureDir(dir string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
@@ -17,6 +19,9 @@ func secureDir(dir string) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory (%v)", dir, fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not by the agent's uid %d: remove it or give it to the agent", dir, st.Uid, os.Geteuid())
 	}
 	if fi.Mode().Perm() != 0o700 {
 		return os.Chmod(dir, 0o700)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,6 +260,24 @@ func (c *Client) Close() error {
 	return c.conn.conn.Close()
 }
 
+// LoadCAFile reads a PEM file of CA certificates (config.Settings
+// .CACertificate) into a pool for Options.CAPool.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: read the collector CA file: %w", err)
+	}
+	certs, err := parseCertificateChainPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: collector CA file %s: %w", path, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
 // Identity returns the identity in use, or nil before EnsureIdentity
 // succeeded.
 func (c *Client) Identity() *Identity { return c.id.Load() }
@@ -292,8 +311,11 @@ func (c *Client) currentCertificate() *tls.Certificate {
 func (c *Client) EnsureIdentity(ctx context.Context) error {
 	c.dialMu.Lock()
 	defer c.dialMu.Unlock()
-	guid := normalizeGUID(c.opts.Host().GetMachineGuid())
 	id := c.id.Load()
+	if id != nil && c.opts.Clock.Now().Before(id.NotAfter) {
+		return nil // the common case, on every delivery attempt
+	}
+	guid := normalizeGUID(c.opts.Host().GetMachineGuid())
 	if id == nil {
 		if err := c.store.prepare(); err != nil {
 			return err

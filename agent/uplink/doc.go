@@ -12,11 +12,16 @@
 //	agent.crt   the client certificate and its CA chain, PEM, leaf first
 //	agent.json  agent id, machine GUID, serial, not_after, renew_after
 //
-// The directory is restricted when the agent starts: mode 0700 on Unix; on
-// Windows a protected DACL ("D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)") giving
-// full control to SYSTEM and BUILTIN\Administrators only, inherited by the
-// files, and cutting off the read access ProgramData gives Users
-// (security.md, A1). Each file is replaced crash-safely (temporary file,
+// The directory is restricted whenever the identity is loaded or stored:
+// on Unix it must be owned by the agent's user and gets mode 0700; on
+// Windows it is given to BUILTIN\Administrators with a protected DACL
+// ("O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)") granting full control to
+// SYSTEM and Administrators only, inherited by the files, and cutting off
+// the read access ProgramData gives Users (security.md, A1). Taking
+// ownership matters: ProgramData lets any user create a directory, and an
+// owner can always rewrite the DACL. Temporary files are created anew
+// (O_EXCL after removing a leftover), never written through a planted file
+// or link. Each file is replaced crash-safely (temporary file,
 // flush, rename, directory flush); a new key is written as agent.key.next
 // and renamed last, so that after a crash at any point one of the two
 // names holds the key of agent.crt, and loading finishes the rename.
@@ -51,7 +56,10 @@
 // leaf must verify to it as the only root (time, name, serverAuth): the pin
 // is an administrator-set trust anchor, never a first-use decision. With
 // neither, New refuses: the system roots are never trusted (any public CA
-// could then impersonate the collector).
+// could then impersonate the collector, and the agent would hand it its
+// reports). Pins verify keys, not certificates, so that re-issuing the
+// collector's certificate or the CA's with the same key needs no policy
+// change; several pins allow a key rollover.
 //
 // # Connection
 //
@@ -68,13 +76,21 @@
 //
 // # Delivery
 //
-// Pump peeks a batch from the spool (Queue), sends it with Client.Send,
-// and acknowledges what the collector acknowledged; see Pump for what each
-// failure does. Backoff is exponential with full jitter (ceiling 1 s,
+// Pump peeks a batch from the spool (Queue, which *spool.Spool
+// implements), sends it with Client.Send, and acknowledges what the
+// collector acknowledged; see Pump for what each failure does. Backoff is exponential with full jitter (ceiling 1 s,
 // doubling, capped at 5 minutes), so that a fleet that lost a restarting
 // collector comes back spread over the window; a RetryInfo delay from the
 // collector is a floor under the jitter. A batch the collector refuses as
 // invalid stays in the spool and is retried every few minutes with an
-// error log naming the report and field, because the protocol keeps
-// refused reports for an operator and a newer collector may accept them.
+// error log naming the report and field. Options were: skip it after N
+// tries (loses history silently, and the next Delta's base would be
+// missing, forcing a resync anyway), retry at the normal pace (a refused
+// batch from 100,000 agents becomes a storm of refusals), or keep it and
+// retry rarely (chosen): the protocol keeps refused reports for an
+// operator to see, a refusal usually means an old collector facing a newer
+// agent, and upgrading the collector then delivers everything. The cost:
+// delivery from that agent stops behind the batch until then, or until the
+// spool overflows (its oldest reports, the refused ones first, are dropped,
+// counted and followed by a Snapshot).
 package uplink

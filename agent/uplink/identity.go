@@ -349,10 +349,15 @@ func (s identityStore) moveAside(now time.Time) error {
 }
 
 // writeFileAtomic replaces path with data: written to path+".tmp",
-// flushed, renamed over path, and the directory flushed.
+// flushed, renamed over path, and the directory flushed. The temporary
+// file is always created anew (a file left there, perhaps planted with a
+// looser ACL, is removed first), so it gets the directory's permissions.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("uplink: remove stale %s: %w", tmp, err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("uplink: write %s: %w", path, err)
 	}

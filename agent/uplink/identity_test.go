@@ -215,3 +215,46 @@ func TestIdentityCrashBetweenCertAndKey(t *testing.T) {
 		t.Fatalf("%s not renamed: %v", nextKeyFile, err)
 	}
 }
+
+// TestPlantedFilesNotFollowed: a file or symbolic link left under a
+// temporary name (by someone who could write the directory before the
+// agent restricted it) is replaced, never written through.
+func TestPlantedFilesNotFollowed(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need a privilege on Windows")
+	}
+	p := newTestPKI(t)
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "stolen")
+	if err := os.WriteFile(outside, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, nextKeyFile+".tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := (identityStore{dir: dir}).save(p.issue(t, testAgent, testGUID, time.Hour, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(outside); len(b) != 0 {
+		t.Fatal("the private key was written through a planted symbolic link")
+	}
+	if _, _, err := (identityStore{dir: dir}).load(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForeignDirectoryRefused: a state directory owned by another user is
+// refused (its owner could loosen it again).
+func TestForeignDirectoryRefused(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another user")
+	}
+	dir := t.TempDir()
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	err := identityStore{dir: dir}.prepare()
+	if err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Fatalf("prepare of a directory owned by uid 65534: %v", err)
+	}
+}

@@ -175,7 +175,6 @@ func (p *Pump) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		p.backoff.Reset()
 		maxReports = p.opts.MaxReports
 		minInterval = ack.MinInterval
 		upTo := ack.Sequence
@@ -187,11 +186,24 @@ func (p *Pump) Run(ctx context.Context) error {
 				p.opts.OnResync()
 			}
 		}
+		if upTo < last && !ack.ResyncRequired {
+			// The collector guarantees all or nothing: a short answer
+			// without resync is a collector bug; do not spin on it.
+			if err := p.q.Ack(upTo, dropped); err != nil {
+				p.log.Error("uplink: cannot record the acknowledgement in the spool", "agent", agent, "acknowledged", upTo, "err", err)
+			}
+			if err := p.retry(ctx, p.backoff.Next(0), "uplink: collector acknowledged only part of a batch",
+				"agent", agent, "batch_first", first, "batch_last", last, "acknowledged", ack.Sequence); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := p.q.Ack(upTo, dropped); err != nil {
 			// The collector has them; they will be sent again and
 			// acknowledged again (stored once).
 			p.log.Error("uplink: cannot record the acknowledgement in the spool", "agent", agent, "acknowledged", upTo, "err", err)
 		}
+		p.backoff.Reset()
 		p.log.Debug("uplink: batch delivered", "agent", agent, "first", first, "last", last, "reports", len(reports),
 			"acknowledged", ack.Sequence, "dropped_reports", dropped)
 		if minInterval > 0 {
