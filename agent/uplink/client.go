@@ -303,8 +303,11 @@ func (c *Client) currentCertificate() *tls.Certificate {
 //     files are moved aside (kept for an administrator, suffix
 //     ".unusable-<time>") and the agent enrolls with the secret;
 //   - expired at most RenewalGrace ago: Enroll with the expired
-//     certificate and a renewal proof, keeping the agent id; if the
-//     collector refuses and a secret is set, Enroll with the secret.
+//     certificate and a renewal proof, keeping the agent id. If the
+//     collector refuses the proof, the secret is not tried: that would
+//     bring back an agent an administrator disabled;
+//   - expired longer ago: Enroll with the secret, which the collector
+//     refuses until an administrator allows re-enrollment of the machine.
 //
 // A damaged agent.json alone is rebuilt from the certificate (logged). It
 // returns nil with a valid identity in place, or what failed.
@@ -360,14 +363,16 @@ func (c *Client) EnsureIdentity(ctx context.Context) error {
 		c.log.Warn("agent certificate expired: renewing by proof of the old key", "agent", id.AgentID,
 			"serial", id.Serial(), "not_after", id.NotAfter)
 		err := c.enrollByProof(ctx, id, guid)
-		if err == nil {
-			return nil
+		if ae, ok := errors.AsType[*AuthError](err); ok {
+			// Not falling back to the secret: the collector refuses a
+			// proof for a disabled agent or a superseded certificate, and
+			// enrolling anew would bring back an agent an administrator
+			// disabled; for an enabled one it is refused anyway (C4).
+			c.log.Error("renewal by proof REFUSED: the agent is disabled, or its certificate was superseded; "+
+				"an administrator must allow re-enrollment of this machine", "agent", id.AgentID,
+				"serial", id.Serial(), "machine_guid", guid, "code", ae.Code.String())
 		}
-		var ae *AuthError
-		if !errors.As(err, &ae) || c.opts.EnrollmentSecret == "" {
-			return err
-		}
-		c.log.Error("renewal by proof refused: enrolling with the enrollment secret", "agent", id.AgentID, "err", err)
+		return err
 	} else {
 		c.log.Error("agent certificate expired beyond the renewal grace: enrolling with the enrollment secret "+
 			"(an administrator must allow re-enrollment of this machine)", "agent", id.AgentID,

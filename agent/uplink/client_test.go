@@ -268,3 +268,28 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedProofDoesNotUseSecret: when the collector refuses the
+// renewal proof (a disabled agent), the agent does not enroll anew with
+// its secret, which would bring the disabled agent back.
+func TestRefusedProofDoesNotUseSecret(t *testing.T) {
+	p := newTestPKI(t)
+	clk := clock.NewManual(time.Now())
+	f := startFake(t, p, clk, time.Hour)
+	c := newTestClient(t, f, clk, t.TempDir(), &waits{})
+	ctx := context.Background()
+	if err := c.EnsureIdentity(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(c.Identity().NotAfter.Add(time.Hour))
+	f.mu.Lock()
+	f.refuseProof = true
+	f.mu.Unlock()
+	err := c.EnsureIdentity(ctx)
+	if ae, ok := errors.AsType[*AuthError](err); !ok || ae.Code != codes.Unauthenticated {
+		t.Fatalf("EnsureIdentity with a refused proof: %v, want an AuthError", err)
+	}
+	if len(f.enrolls) != 2 || f.enrolls[1].GetEnrollmentSecret() != "" {
+		t.Fatalf("%d Enroll calls (second with secret %q), want 2, the second by proof only", len(f.enrolls), f.enrolls[len(f.enrolls)-1].GetEnrollmentSecret())
+	}
+}

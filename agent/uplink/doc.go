@@ -36,13 +36,14 @@
 // the intended outcome for an agent that lost its key. An identity for
 // another machine GUID (a cloned disk) is handled the same way.
 //
-// Client.EnsureIdentity loads or enrolls; an expired certificate (less than
-// 30 days) is replaced by Enroll with a renewal proof (the expired
-// certificate and a signature by its key), keeping the agent id, and only
-// if that is refused, with the secret. Client.MaybeRenew calls Renew once
-// renew_after has passed, with its own backoff; the new certificate is
-// stored before it is used, and put in use on a new connection while calls
-// in flight finish on the old one. The TLS configuration reads the current
+// Client.EnsureIdentity loads or enrolls; an expired certificate (less
+// than 30 days) is replaced by Enroll with a renewal proof (the expired
+// certificate and a signature by its key), keeping the agent id. A refused
+// proof is not followed by the secret, which would bring back an agent an
+// administrator disabled. Client.MaybeRenew calls Renew once renew_after
+// has passed, with its own backoff; the new certificate is stored before
+// it is used, and put in use on a new connection while calls in flight
+// finish on the old one. The TLS configuration reads the current
 // certificate at every handshake.
 //
 // # Trust in the collector

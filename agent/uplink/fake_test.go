@@ -31,16 +31,17 @@ type fakeCollector struct {
 	validity time.Duration
 	addr     string
 
-	mu       sync.Mutex
-	enrolls  []*pb.EnrollRequest
-	renews   int
-	renewErr error
-	batches  [][]uint64 // sequences of each Ingest call
-	serials  []string   // client certificate serial of each Ingest call
-	stored   []uint64
-	hwm      uint64
-	script   []func(*pb.IngestRequest) (*pb.IngestResponse, error) // consumed one per call, then the default
-	inIngest func()                                                // called inside every Ingest (blocking tests)
+	mu          sync.Mutex
+	enrolls     []*pb.EnrollRequest
+	renews      int
+	renewErr    error
+	refuseProof bool
+	batches     [][]uint64 // sequences of each Ingest call
+	serials     []string   // client certificate serial of each Ingest call
+	stored      []uint64
+	hwm         uint64
+	script      []func(*pb.IngestRequest) (*pb.IngestResponse, error) // consumed one per call, then the default
+	inIngest    func()                                                // called inside every Ingest (blocking tests)
 }
 
 func startFake(t *testing.T, p *testPKI, clk clock.Clock, validity time.Duration) *fakeCollector {
@@ -81,6 +82,12 @@ func (f *fakeCollector) Enroll(_ context.Context, req *pb.EnrollRequest) (*pb.En
 	}
 	agentID := testAgent
 	if len(req.GetRenewalProof()) > 0 {
+		f.mu.Lock()
+		refuse := f.refuseProof
+		f.mu.Unlock()
+		if refuse {
+			return nil, status.Error(codes.Unauthenticated, "enrollment refused")
+		}
 		id, err := f.trust().VerifyRenewalProof(req.GetPreviousCertificateDer(), req.GetRenewalProof(), req.GetCsrDer(), f.clock.Now(), pki.DefaultRenewalGrace)
 		if err != nil {
 			return nil, status.Error(codes.Unauthenticated, "enrollment refused")

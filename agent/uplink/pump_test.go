@@ -146,3 +146,28 @@ func TestPumpWakesOnNotify(t *testing.T) {
 		t.Errorf("waits %v: min_interval 90s not honoured", w.all())
 	}
 }
+
+// TestPumpRenewsExpiredCertificate: an agent that was off past its
+// certificate's expiry renews by proof before delivering.
+func TestPumpRenewsExpiredCertificate(t *testing.T) {
+	p := newTestPKI(t)
+	clk := clock.NewManual(time.Now())
+	f := startFake(t, p, clk, time.Hour)
+	c := newTestClient(t, f, clk, t.TempDir(), &waits{})
+	if err := c.EnsureIdentity(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	old := c.Identity()
+	clk.Set(old.NotAfter.Add(72 * time.Hour))
+	q := newMemQueue()
+	q.Append(report(1, "S"))
+	runPump(t, c, q, PumpOptions{})
+	eventually(t, "report 1 acknowledged", func() bool { return q.Acked() == 1 })
+	_, _, serials := f.get()
+	if id := c.Identity(); id.AgentID != old.AgentID || len(serials) != 1 || serials[0] != id.Serial() || serials[0] == old.Serial() {
+		t.Fatalf("delivered with serial %v; identity %s/%s, was %s", serials, id.AgentID, id.Serial(), old.Serial())
+	}
+	if len(f.enrolls) != 2 || len(f.enrolls[1].GetRenewalProof()) == 0 {
+		t.Fatalf("second Enroll %v, want one by proof", f.enrolls)
+	}
+}
