@@ -85,7 +85,8 @@ type Options struct {
 	// RenewalGrace is how long after expiry the agent tries a renewal proof
 	// before it falls back to its secret; default pki.DefaultRenewalGrace.
 	RenewalGrace time.Duration
-	// DialOptions are added to the connection's options (tests).
+	// DialOptions are added to the connection's options (a proxy dialer,
+	// interceptors).
 	DialOptions []grpc.DialOption
 }
 

@@ -285,9 +285,9 @@ func (s identityStore) loadMeta() (meta, error) {
 	if err != nil {
 		return m, fmt.Errorf("uplink: read %s: %w", s.path(MetaFile), err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	// Unknown fields are ignored: a later version may add some, and an
+	// agent rolled back must still read the file.
+	if err := json.Unmarshal(data, &m); err != nil {
 		return m, fmt.Errorf("uplink: %s is not valid agent metadata: %w", s.path(MetaFile), err)
 	}
 	return m, nil
