@@ -106,11 +106,11 @@ type Ack struct {
 // sends batches over one long-lived connection. Its methods are safe for
 // concurrent use.
 type Client struct {
-	opts   Options
-	log    *slog.Logger
-	store  identityStore
-	pins   []string
-	dialMu sync.Mutex // serializes identity changes (EnsureIdentity, MaybeRenew)
+	opts       Options
+	log        *slog.Logger
+	store      identityStore
+	pins       []string
+	identityMu sync.Mutex // serializes identity changes (EnsureIdentity, MaybeRenew)
 
 	id atomic.Pointer[Identity]
 
@@ -119,7 +119,7 @@ type Client struct {
 	closed bool
 
 	renewBackoff *Backoff
-	nextRenew    time.Time // no renewal attempt before; under dialMu
+	nextRenew    time.Time // no renewal attempt before; under identityMu
 }
 
 // connGen is one grpc.ClientConn and the calls running on it, so that a
@@ -313,8 +313,8 @@ func (c *Client) currentCertificate() *tls.Certificate {
 // A damaged agent.json alone is rebuilt from the certificate (logged). It
 // returns nil with a valid identity in place, or what failed.
 func (c *Client) EnsureIdentity(ctx context.Context) error {
-	c.dialMu.Lock()
-	defer c.dialMu.Unlock()
+	c.identityMu.Lock()
+	defer c.identityMu.Unlock()
 	id := c.id.Load()
 	if id != nil && c.opts.Clock.Now().Before(id.NotAfter) {
 		return nil // the common case, on every delivery attempt
@@ -476,8 +476,8 @@ func (c *Client) install(id *Identity) error {
 // After a failure it waits with backoff before trying again, returning
 // (false, nil) in between. It returns whether it renewed.
 func (c *Client) MaybeRenew(ctx context.Context) (bool, error) {
-	c.dialMu.Lock()
-	defer c.dialMu.Unlock()
+	c.identityMu.Lock()
+	defer c.identityMu.Unlock()
 	id := c.id.Load()
 	if id == nil {
 		return false, ErrNoIdentity
