@@ -123,7 +123,7 @@ var Definitions = []Definition{
 	{
 		Name: CACertificate, Flag: "ca-certificate", Type: String,
 		Help: "Absolute path of a PEM file of CA certificates that the collector's certificate " +
-			"must chain to; unset means the system's roots. Read when connecting.",
+			"must chain to. The agent never trusts the system's roots: set this, CAPin, or both. Read when connecting.",
 		setString: func(s *Settings, v string) error {
 			if !filepath.IsAbs(v) {
 				return errors.New("must be an absolute path to a PEM file")
@@ -273,7 +273,8 @@ type Settings struct {
 	// not set. See the package comment: policy values are not secret.
 	EnrollmentSecret Secret
 	// CACertificate is the path of a PEM file of CA certificates; "" means
-	// the system's roots.
+	// none (then CAPins must be set: the uplink never trusts the system's
+	// roots).
 	CACertificate string
 	// CAPins are the accepted SHA-256s of SubjectPublicKeyInfo, lower-case
 	// hexadecimal; none means no pinning.
