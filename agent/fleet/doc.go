@@ -1,0 +1,44 @@
+// Package fleet runs many simulated agents in one process against a real
+// collector, and records the ground truth of what they reported so that a
+// test (or the demo) can compare the store with it interval by interval.
+//
+// Each Agent is what sessionaudit-agent is, minus WMI and the disk:
+//
+//	simulate.Source (manual clock) → change.Tracker → Queue → uplink.Pump → collector
+//
+// It has its own enrolled identity: its own key and certificate, obtained
+// by uplink.Client.EnsureIdentity with the enrollment secret and kept in its
+// own state directory, and its own long-lived mutually authenticated TLS
+// connection.
+//
+// # Decision: an in-memory queue instead of the spool
+//
+// The agent's spool (agent/spool) flushes every append to disk, and a few
+// thousand spools in one process would measure the disk of the machine
+// running the simulator, not the collector. A simulated agent therefore
+// keeps its reports in a Queue (memory, the uplink.Queue contract:
+// Peek/Ack/Dropped), which loses them when the process dies; the spool's
+// crash safety is tested in its own package. Everything after the queue —
+// the uplink's batching, acknowledgement, backoff, resync handling — is the
+// real code.
+//
+// # Time
+//
+// Each agent's simulated host runs on its own clock.Manual, advanced by
+// Fleet.Advance in poll steps, so that a day of history is generated in
+// seconds; the uplink (certificate validity, batch sent_at) uses the
+// system clock. The history must therefore end before the collector's now
+// (reports from the future are refused).
+//
+// # Ground truth
+//
+// Every report an agent queues is also applied to a change.State — what a
+// collector holds after applying it — and the sessions of that state,
+// report after report, give each session's interval: its start (the logon
+// session's StartTime, or taken_at − ActiveTime at first sight for a server
+// session), the last report that had it, and the first that did not
+// (HostTruth). Compare asks the store, through a Reader, who was on each
+// host at the moment each interval was first seen, and reports every
+// interval that is missing, extra, starts elsewhere, or ends outside the
+// bounds the reports imply.
+package fleet
