@@ -105,6 +105,16 @@ func NewTracker(opts Options) (*Tracker, error) {
 // it (after spooling a report) and pass it as FirstSequence after a restart.
 func (t *Tracker) NextSequence() uint64 { return t.next }
 
+// SetResyncInterval changes Options.ResyncInterval (same meaning: zero is
+// DefaultResyncInterval, negative never) from the next report on, measured
+// from the last Snapshot: a policy change takes effect without a restart.
+func (t *Tracker) SetResyncInterval(d time.Duration) {
+	if d == 0 {
+		d = DefaultResyncInterval
+	}
+	t.opts.ResyncInterval = d
+}
+
 // RequestResync makes the next report a full Snapshot: call it after the
 // collector asked for one (IngestResponse.resync_required), after the spool
 // dropped reports, or when a report returned by Next could not be kept.
