@@ -99,10 +99,11 @@ func (f *runFlags) parse(args []string) error {
 	return nil
 }
 
-// layers returns the configuration layers, highest first.
-func (f *runFlags) layers() []config.Layer {
+// layers returns the configuration layers, highest first: policy (Group
+// Policy in production, config.NewPolicyLayer), the config file, the flags.
+func (f *runFlags) layers(policy config.Layer) []config.Layer {
 	file := config.FileLayer{Path: f.configPath, MustExist: f.configPath != ""}
-	return []config.Layer{config.NewPolicyLayer(), file, f.layer}
+	return []config.Layer{policy, file, f.layer}
 }
 
 // newSource makes the source named by the flags.
@@ -148,7 +149,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	slog.SetDefault(log)
 
 	program := func(ctx context.Context) error {
-		watcher := config.NewWatcher(f.layers()...)
+		watcher := config.NewWatcher(f.layers(config.NewPolicyLayer())...)
 		settings, _ := watcher.Current()
 		level.Set(settings.LogLevel)
 		clk := clock.System{}
@@ -231,7 +232,7 @@ func cmdSettings(args []string, stdout, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	s, ws := config.Load(f.layers()...)
+	s, ws := config.Load(f.layers(config.NewPolicyLayer())...)
 	for _, line := range s.Describe() {
 		fmt.Fprintln(stdout, line)
 	}

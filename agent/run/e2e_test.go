@@ -1,0 +1,260 @@
+package run
+
+// End to end: Run against the real collector (server.New) on loopback
+// with TLS from server/pki and a real PostgreSQL (store/storetest;
+// TEST_DATABASE_URL or a container).
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sessionaudit/sessionaudit/agent/clock"
+	"github.com/sessionaudit/sessionaudit/agent/config"
+	"github.com/sessionaudit/sessionaudit/agent/simulate"
+	"github.com/sessionaudit/sessionaudit/agent/uplink"
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"github.com/sessionaudit/sessionaudit/server"
+	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/store"
+	"github.com/sessionaudit/sessionaudit/store/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
+// collector is one running collector.
+type collector struct {
+	srv  *server.Server
+	addr string
+	done chan error
+}
+
+// startCollector serves on addr ("127.0.0.1:0" the first time, the same
+// address after a restart).
+func startCollector(t *testing.T, st *store.Store, ca *pki.CA, trust *pki.Trust, addr string, certTime time.Time) *collector {
+	t.Helper()
+	sc, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour, certTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{
+		CA: ca, ServerCertificate: sc, Trust: trust, AgentCacheTTL: -1,
+		RetryDelay: 100 * time.Millisecond, HealthInterval: 200 * time.Millisecond, Logger: quietLogger(),
+	}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lis net.Listener
+	for i := 0; ; i++ {
+		if lis, err = net.Listen("tcp", addr); err == nil || i == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{srv: srv, addr: lis.Addr().String(), done: make(chan error, 1)}
+	go func() { c.done <- srv.Serve(lis) }()
+	t.Cleanup(func() { c.stop(t) })
+	return c
+}
+
+func (c *collector) stop(t *testing.T) {
+	if c.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.srv.Shutdown(ctx)
+	if err := <-c.done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	c.srv = nil
+}
+
+// recordingSource keeps a copy of every snapshot, the ground truth.
+type recordingSource struct {
+	*simulate.Source
+	snaps []*pb.Snapshot
+}
+
+func (r *recordingSource) Snapshot(ctx context.Context) (*pb.Snapshot, error) {
+	s, err := r.Source.Snapshot(ctx)
+	if err == nil {
+		r.snaps = append(r.snaps, proto.CloneOf(s))
+	}
+	return s, err
+}
+
+// TestEndToEnd: a simulated file server polled every (manual) minute
+// enrolls and reports; the collector goes away for ten polls (the agent
+// keeps spooling) and comes back on the same address; the agent restarts
+// on its state directory halfway. Everything is delivered once: the
+// store's intervals say, at every poll's instant, exactly who the source
+// said was on.
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	dbURL := storetest.NewDatabase(t, store.Migrate)
+	st, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	realNow := time.Now()
+	certTime := realNow.Add(-3 * time.Hour) // the agent's clock runs behind
+	ca, err := pki.NewCA("run e2e agent CA", 365*24*time.Hour, certTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	analysts, err := pki.NewCA("run e2e analyst CA", 365*24*time.Hour, certTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := pki.NewTrust([]*x509.Certificate{ca.Certificate()}, []*x509.Certificate{analysts.Certificate()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := st.CreateEnrollmentSecret(ctx, "run e2e", 1, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := startCollector(t, st, ca, trust, "127.0.0.1:0", certTime)
+	caFile := filepath.Join(t.TempDir(), "collector-ca.pem")
+	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := config.MapLayer{LayerName: "flags", Values: map[string]string{
+		config.CollectorAddress: col.addr, config.CACertificate: caFile, config.EnrollmentSecret: secret,
+		config.PollIntervalSeconds: "60",
+	}}
+
+	// The agent's clock: 90 minutes behind, one minute per poll.
+	clk := clock.NewManual(realNow.Add(-90 * time.Minute).Truncate(time.Second))
+	sim, err := simulate.New(simulate.Config{Seed: 7, Profile: simulate.FileServer, Clock: clk, RebootsPerWeek: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &recordingSource{Source: sim}
+	stateDir := t.TempDir()
+	tune := func(o *Options) {
+		o.Uplink = func(u *uplink.Options) {
+			u.ServerName = "localhost"
+			u.Backoff = uplink.BackoffConfig{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+		}
+	}
+	var last uint64
+	polls := func(d *driver, n int) {
+		for range n {
+			r := d.poll(time.Minute)
+			d.wait()
+			if r.GetSequence() != last+1 {
+				t.Fatalf("report #%d follows #%d", r.GetSequence(), last)
+			}
+			last = r.GetSequence()
+		}
+	}
+
+	d := startDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
+	last = d.next().GetSequence()
+	d.wait()
+	polls(d, 10)
+	waitApplied(t, st, last)
+
+	col.stop(t) // the collector goes away; the agent keeps spooling
+	polls(d, 10)
+	d.stop() // and the agent restarts on its state directory
+	d = startDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
+	r := d.next()
+	if r.GetSnapshot() == nil || r.GetSequence() != last+1 {
+		t.Fatalf("first report after the restart: #%d %s; want snapshot #%d", r.GetSequence(), kind(r), last+1)
+	}
+	last = r.GetSequence()
+	d.wait()
+	polls(d, 5)
+	col = startCollector(t, st, ca, trust, col.addr, certTime) // back on the same address
+	polls(d, 10)
+	waitApplied(t, st, last)
+	d.stop()
+
+	// Who was on, at every poll's instant, is what the source saw.
+	guid := sim.MachineGUID()
+	var logons, servers int
+	for i, snap := range src.snaps {
+		logons += len(snap.GetLogonSessions())
+		servers += len(snap.GetServerSessions())
+		at := snap.GetTakenAt().AsTime()
+		p, err := st.WhoWasOn(ctx, store.WhoWasOnQuery{Host: guid, At: at, PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantLogon, gotLogon, wantServer, gotServer []string
+		for _, l := range snap.GetLogonSessions() {
+			wantLogon = append(wantLogon, l.GetLogonId())
+		}
+		for _, l := range p.Logon {
+			gotLogon = append(gotLogon, l.Session.LogonID)
+		}
+		for _, s := range snap.GetServerSessions() {
+			wantServer = append(wantServer, s.GetComputerName()+`\`+s.GetUserName())
+		}
+		for _, s := range p.Server {
+			gotServer = append(gotServer, s.Session.ComputerName+`\`+s.Session.UserName)
+		}
+		for _, l := range [][]string{wantLogon, gotLogon, wantServer, gotServer} {
+			slices.Sort(l)
+		}
+		if !slices.Equal(wantLogon, gotLogon) {
+			t.Errorf("poll %d (%s): store has logon sessions %v; the source saw %v", i, at.Format(time.TimeOnly), gotLogon, wantLogon)
+		}
+		if !slices.Equal(wantServer, gotServer) {
+			t.Errorf("poll %d (%s): store has server sessions %v; the source saw %v", i, at.Format(time.TimeOnly), gotServer, wantServer)
+		}
+	}
+	t.Logf("%d polls, %d reports; %d logon and %d server sessions seen in all", len(src.snaps), last, logons, servers)
+	if len(src.snaps) < 30 || logons == 0 || servers == 0 {
+		t.Fatalf("%d snapshots, %d logon and %d server sessions in all: the scenario tests nothing", len(src.snaps), logons, servers)
+	}
+
+	// No interval stored twice.
+	rows, err := st.Pool().Query(ctx, `SELECT l.logon_id, count(*) FROM logon_session l JOIN host h USING (host_id)
+		WHERE h.machine_guid = $1 GROUP BY l.logon_id, l.boot_time HAVING count(*) > 1`, guid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("logon session %s stored %d times", id, n)
+	}
+	rows.Close()
+}
+
+// waitApplied waits until the collector stored every report up to seq.
+func waitApplied(t *testing.T, st *store.Store, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var applied uint64
+	for time.Now().Before(deadline) {
+		err := st.Pool().QueryRow(context.Background(), `SELECT coalesce(max(applied_sequence), 0) FROM agent`).Scan(&applied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if applied >= seq {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal(fmt.Sprintf("collector applied up to #%d within 30 s; want #%d", applied, seq))
+}
