@@ -103,7 +103,13 @@ func newFlags(name, doc string, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: fleetsim %s [flags]\n\n%s\nFlags:\n", name, doc)
-		fs.PrintDefaults()
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(out, "  --%s\n      %s%s\n", f.Name, f.Usage, def)
+		})
 	}
 	return fs
 }
