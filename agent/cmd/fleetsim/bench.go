@@ -182,20 +182,7 @@ func procStatus(pid int, field string) int64 {
 
 // cpuSeconds returns the user and system CPU time of this process so far
 // (Linux), or 0.
-func cpuSeconds() float64 {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(fields[11], 64)
-	k, _ := strconv.ParseFloat(fields[12], 64)
-	return (u + k) / 100 // USER_HZ is 100 on Linux
-}
+func cpuSeconds() float64 { return procCPUSeconds(os.Getpid()) }
 
 // machine describes the machine the benchmark ran on.
 func machine(w io.Writer) {

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"runtime"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,9 @@ most agents held at a passing step.
 Connections come from --sources loopback source addresses (127.0.0.2, ...)
 so that ephemeral ports do not run out; RLIMIT_NOFILE is raised (both ends
 of every connection are in this process). Agents, collector and PostgreSQL
-share the machine: the RSS and CPU reported are the whole process's.
+share the machine. With --collector-dir the collector runs in its own
+process (fleetsim bench-collector) and its RSS and CPU are reported apart;
+otherwise they are this whole process's.
 Keys and certificates go under /dev/shm when it exists.
 `
 
@@ -53,6 +56,8 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 	workers := fs.Int("workers", 16, "agents enrolling and connecting at once during a ramp")
 	budget := fs.Duration("budget", 5*time.Minute, "longest total run; the step running then is reported as unfinished")
 	maxConns := fs.Int("max-connections", 100000, "the collector's MaxConnections")
+	collectorDir := fs.String("collector-dir", "", "use the collector 'fleetsim bench-collector --dir DIR' runs in another process "+
+		"(its RSS and CPU are then reported apart); default a collector in this process")
 	stateDir := fs.String("state-dir", "", "keep the agents' identities here, to reuse them in a later run against the same database "+
 		"(enrollment is then skipped); default a temporary directory under /dev/shm, removed at exit")
 	if err := parse(fs, args); err != nil {
@@ -67,8 +72,6 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 		steps = append(steps, n)
 	}
 	switch {
-	case *dbURL == "":
-		return usagef("--database-url (or DATABASE_URL) is required")
 	case *sources < 1 || *sources > 2500:
 		return usagef("--sources %d: want 1 to 2500", *sources)
 	case *jitter < 0 || *jitter > 1 || *interval <= 0 || *workers < 1:
@@ -83,11 +86,33 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "open files limit %d; %d source addresses; interval %v ±%.0f%%; hold %v per step; bound p99 ≤ %v\n",
 		limit, *sources, *interval, 100**jitter, *hold, *bound)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	c, err := startBenchCollector(ctx, *dbURL, *stateDir, *maxConns, 0, log)
-	if err != nil {
-		return err
+	// The collector: in this process, or bench-collector's.
+	var target benchTarget
+	collectorPID := os.Getpid()
+	if *collectorDir != "" {
+		e, err := readExternalCollector(*collectorDir)
+		if err != nil {
+			return err
+		}
+		pool, err := uplink.LoadCAFile(filepath.Join(*collectorDir, "ca.crt"))
+		if err != nil {
+			return err
+		}
+		target = benchTarget{addr: e.addr, secret: e.secret, pool: pool}
+		collectorPID = e.pid
+		fmt.Fprintf(stdout, "collector: pid %d at %s (its own process)\n", e.pid, e.addr)
+	} else {
+		if *dbURL == "" {
+			return usagef("--database-url (or DATABASE_URL) is required without --collector-dir")
+		}
+		c, err := startBenchCollector(ctx, *dbURL, *stateDir, *maxConns, 0, log)
+		if err != nil {
+			return err
+		}
+		defer c.stop()
+		target = benchTarget{addr: c.addr, secret: c.secret, pool: c.pool}
+		fmt.Fprintln(stdout, "collector: in this process (RSS and CPU below include the agents)")
 	}
-	defer c.stop()
 	dir := *stateDir
 	if dir == "" {
 		if dir, err = stateRoot(); err != nil {
@@ -110,14 +135,14 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 	}()
 	dial := sourceDialer(*sources)
-	fmt.Fprintf(stdout, "\n%8s %8s %9s %10s %9s %9s %9s %7s %9s %6s %10s\n", "STEP", "HELD", "RAMP", "CONNECT/s", "ACKS", "P50", "P99", "ERRORS", "RSS MiB", "CPU%", "GOROUTINES")
+	fmt.Fprintf(stdout, "\n%8s %8s %9s %10s %9s %9s %9s %7s %9s %9s %10s\n", "STEP", "HELD", "RAMP", "CONNECT/s", "ACKS", "P50", "P99", "ERRORS", "COLL. MiB", "COLL.CPU%", "AGENTS MiB")
 	best := 0
-	for _, target := range steps {
+	for _, step := range steps {
 		// Ramp: enroll and connect the new agents.
 		t0 := time.Now()
 		cpu0 := cpuSeconds()
 		from := len(agents)
-		news := make([]*connAgent, target-from)
+		news := make([]*connAgent, step-from)
 		var next atomic.Int64
 		var rampErr atomic.Value
 		var rwg sync.WaitGroup
@@ -130,7 +155,7 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 					if i >= len(news) || bctx.Err() != nil {
 						return
 					}
-					a, err := newConnAgent(bctx, c, dir, from+i, dial, log)
+					a, err := newConnAgent(bctx, target, dir, from+i, dial, log)
 					if err != nil {
 						rampErr.CompareAndSwap(nil, err)
 						return
@@ -149,30 +174,30 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 		}
 		if err, _ := rampErr.Load().(error); err != nil || bctx.Err() != nil {
-			fmt.Fprintf(stdout, "%8d %8d %9s  ramp stopped: %v\n", target, len(agents), ramp.Round(time.Second), firstNonNil(err, bctx.Err()))
+			fmt.Fprintf(stdout, "%8d %8d %9s  ramp stopped: %v\n", step, len(agents), ramp.Round(time.Second), firstNonNil(err, bctx.Err()))
 			break
 		}
 		// Hold: measure the heartbeats.
 		rec.reset()
-		cpu1 := cpuSeconds()
+		cpu1 := procCPUSeconds(collectorPID)
 		select {
 		case <-bctx.Done():
 		case <-time.After(*hold):
 		}
 		lat, errs, firstErr := rec.take()
-		cpu2 := cpuSeconds()
+		cpu2 := procCPUSeconds(collectorPID)
 		_ = cpu0
 		l := sortDurations(lat)
 		p99 := percentile(l, 99)
-		fmt.Fprintf(stdout, "%8d %8d %9s %10.0f %9d %9s %9s %7d %9.0f %6.0f %10d\n", target, len(agents), ramp.Round(time.Second),
+		fmt.Fprintf(stdout, "%8d %8d %9s %10.0f %9d %9s %9s %7d %9.0f %9.0f %10.0f\n", step, len(agents), ramp.Round(time.Second),
 			float64(len(news))/ramp.Seconds(), len(lat), percentile(l, 50).Round(time.Millisecond), p99.Round(time.Millisecond), errs,
-			float64(procStatus(os.Getpid(), "VmRSS"))/1024, 100*(cpu2-cpu1)/hold.Seconds(), runtime.NumGoroutine())
+			float64(procStatus(collectorPID, "VmRSS"))/1024, 100*(cpu2-cpu1)/hold.Seconds(), float64(procStatus(os.Getpid(), "VmRSS"))/1024)
 		if bctx.Err() != nil {
 			fmt.Fprintf(stdout, "budget of %v ran out during the step: not counted\n", *budget)
 			break
 		}
 		if errs > 0 || p99 > *bound || len(lat) == 0 {
-			fmt.Fprintf(stdout, "step %d fails: p99 %v (bound %v), %d failed calls (first: %v)\n", target, p99, *bound, errs, firstErr)
+			fmt.Fprintf(stdout, "step %d fails: p99 %v (bound %v), %d failed calls (first: %v)\n", step, p99, *bound, errs, firstErr)
 			break
 		}
 		best = len(agents)
@@ -221,6 +246,12 @@ func (r *recorder) take() ([]time.Duration, int, error) {
 	return lat, errs, first
 }
 
+// benchTarget is where bench-connections' agents go.
+type benchTarget struct {
+	addr, secret string
+	pool         *x509.CertPool
+}
+
 // connAgent is a light agent: an uplink with its own identity and
 // connection, a host with one session, heartbeats.
 type connAgent struct {
@@ -232,7 +263,7 @@ type connAgent struct {
 
 // newConnAgent enrolls agent i and delivers its first Snapshot (which
 // opens its connection).
-func newConnAgent(ctx context.Context, c *benchCollector, dir string, i int, dial grpc.DialOption, log *slog.Logger) (*connAgent, error) {
+func newConnAgent(ctx context.Context, c benchTarget, dir string, i int, dial grpc.DialOption, log *slog.Logger) (*connAgent, error) {
 	guid := fmt.Sprintf("c0ffee00-0000-4000-8000-%012d", i)
 	host := &pb.Host{MachineGuid: guid, Hostname: fmt.Sprintf("WS%06d", i), Domain: "CONTOSO", AgentVersion: "fleetsim"}
 	client, err := uplink.New(uplink.Options{

@@ -30,6 +30,7 @@ var modes = []mode{
 	{"run", "simulated agents enroll, report a simulated history, and one query is checked", runDoc, runMode},
 	{"bench-ingest", "sustained ingest through gRPC on loopback, and the store's own rate for the ratio", benchIngestDoc, benchIngest},
 	{"bench-connections", "how many agents one collector holds at 60-second polls with p99 acknowledgement under a bound", benchConnectionsDoc, benchConnections},
+	{"bench-collector", "a collector in its own process for bench-connections --collector-dir", benchCollectorDoc, benchCollectorMode},
 }
 
 func main() {
