@@ -266,11 +266,18 @@ func (t *Tracker) delta(cur *sessionauditv1.Snapshot, incomplete map[string]bool
 				changed = true
 			}
 		}
-		for _, old := range t.state.LogonSessions() {
-			if !seen[old.GetLogonId()] {
-				d.LogonSessionsEnded = append(d.LogonSessionsEnded, &sessionauditv1.LogonSessionKey{LogonId: old.GetLogonId()})
-				changed = true
+		// The ended, in logon ID order; without copying the state (this
+		// runs at every poll).
+		var ended []string
+		for id := range t.state.logon {
+			if !seen[id] {
+				ended = append(ended, id)
 			}
+		}
+		slices.SortFunc(ended, source.CompareLogonIDs)
+		for _, id := range ended {
+			d.LogonSessionsEnded = append(d.LogonSessionsEnded, &sessionauditv1.LogonSessionKey{LogonId: id})
+			changed = true
 		}
 	}
 	if !incomplete[source.ClassServerSession] {
