@@ -97,8 +97,9 @@ func (r *recordingSource) Snapshot(ctx context.Context) (*pb.Snapshot, error) {
 
 // TestEndToEnd: a simulated file server polled every (manual) minute
 // enrolls and reports; the collector goes away for ten polls (the agent
-// keeps spooling) and comes back on the same address; the agent restarts
-// on its state directory halfway. Everything is delivered once: the
+// keeps spooling), the agent restarts on its state directory meanwhile,
+// and the collector comes back on another address, set by a live settings
+// change. Everything is delivered once: the
 // store's intervals say, at every poll's instant, exactly who the source
 // said was on.
 func TestEndToEnd(t *testing.T) {
@@ -132,10 +133,13 @@ func TestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	flags := config.MapLayer{LayerName: "flags", Values: map[string]string{
-		config.CollectorAddress: col.addr, config.CACertificate: caFile, config.EnrollmentSecret: secret,
-		config.PollIntervalSeconds: "60",
-	}}
+	flagValues := func(addr string) map[string]string {
+		return map[string]string{
+			config.CollectorAddress: addr, config.CACertificate: caFile, config.EnrollmentSecret: secret,
+			config.PollIntervalSeconds: "60",
+		}
+	}
+	flags := &mutableLayer{name: "flags", values: flagValues(col.addr)}
 
 	// The agent's clock: 90 minutes behind, one minute per poll.
 	clk := clock.NewManual(realNow.Add(-90 * time.Minute).Truncate(time.Second))
@@ -180,7 +184,11 @@ func TestEndToEnd(t *testing.T) {
 	last = r.GetSequence()
 	d.wait()
 	polls(d, 5)
-	col = startCollector(t, st, ca, trust, col.addr, certTime) // back on the same address
+	// The collector comes back on another address, which the agent
+	// learns from a settings reload: the uplink is made again.
+	col = startCollector(t, st, ca, trust, "127.0.0.1:0", certTime)
+	flags.set(flagValues(col.addr))
+	d.reload <- time.Time{}
 	polls(d, 10)
 	waitApplied(t, st, last)
 	d.stop()
