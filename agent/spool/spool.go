@@ -105,8 +105,11 @@ type Spool struct {
 	active *os.File   // open for writing the last segment; nil: the next Append starts a segment
 	bytes  int64      // total size of segs
 	last   uint64     // newest sequence appended or found
-	st     state
-	stats  Stats // damage found by Open
+	// lastSnapshot is the sequence of the newest Snapshot appended since
+	// Open (0: none): dropping reports older than it needs no resync.
+	lastSnapshot uint64
+	st           state
+	stats        Stats // damage found by Open
 	// cursor is where Peek starts: every record before it, in the segment
 	// keyed cursorKey, is acknowledged (or damaged). A key no longer in
 	// segs means the start of the first segment.
@@ -350,6 +353,9 @@ func (s *Spool) Append(r *sessionauditv1.Report) error {
 			return fmt.Errorf("spool: close %s: %w", seg.path, err)
 		}
 	}
+	if r.GetSnapshot() != nil {
+		s.lastSnapshot = seq
+	}
 	if r.GetSnapshot() != nil && s.st.resync {
 		st := s.st
 		st.resync = false
@@ -411,7 +417,13 @@ func (s *Spool) enforceBound() error {
 			st.pendingBytes += b
 			st.totalReports += n
 			st.totalBytes += b
-			st.resync = true
+			// Reports older than the newest Snapshot are superseded by
+			// it: losing them leaves a counted gap in the history, not a
+			// wrong state at the collector. Otherwise a full spool would
+			// ask for a Snapshot after every Snapshot.
+			if seg.last >= s.lastSnapshot {
+				st.resync = true
+			}
 			if err := writeState(s.dir, st); err != nil {
 				return err
 			}

@@ -523,3 +523,22 @@ func TestAppendFailure(t *testing.T) {
 		t.Fatalf("after restart: %v", got)
 	}
 }
+
+// TestOverflowBeforeSnapshotNeedsNoResync: dropping reports older than the
+// newest Snapshot counts them but asks for no resync (the Snapshot
+// supersedes them); otherwise a full spool would want a Snapshot after
+// every Snapshot.
+func TestOverflowBeforeSnapshotNeedsNoResync(t *testing.T) {
+	sp := mustOpen(t, t.TempDir(), Options{MaxBytes: 4096, SegmentBytes: 1024})
+	for seq := uint64(1); seq <= 100; seq++ {
+		if err := sp.Append(report(seq, S)); err != nil {
+			t.Fatal(err)
+		}
+		if sp.NeedsResync() {
+			t.Fatalf("NeedsResync after Snapshot %d", seq)
+		}
+	}
+	if d, _ := sp.Dropped(); d == 0 {
+		t.Fatal("nothing dropped: the test did not overflow")
+	}
+}
