@@ -21,6 +21,11 @@
 //   - config: settings from Group Policy, a file and flags, with live reload.
 //   - spool: the crash-safe on-disk queue of reports awaiting acknowledgement.
 //   - uplink: enrollment, renewal and delivery to the collector.
+//   - run: the main loop (source → tracker → spool → uplink, live
+//     settings), shared by the agent and the fleet simulator.
+//   - service: the Windows service (install, uninstall, SCM, event log);
+//     a foreground process elsewhere.
+//   - cmd/sessionaudit-agent: the agent's command (docs/agent.md).
 package agent
 
 // Version is the agent's version (semantic version of the build). The build
