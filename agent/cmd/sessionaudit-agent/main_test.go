@@ -78,3 +78,18 @@ func TestCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceArgs: install registers the flags given, paths made absolute.
+func TestServiceArgs(t *testing.T) {
+	f := newRunFlags("install", &bytes.Buffer{})
+	if err := f.parse([]string{"-config", "agent.conf", "-collector-address", "c.contoso.com:8443",
+		"-source", "fixture", "-fixture", "host.jsonl", "--service"}); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	want := []string{"-collector-address=c.contoso.com:8443", "-config=" + filepath.Join(wd, "agent.conf"),
+		"-fixture=" + filepath.Join(wd, "host.jsonl"), "-source=fixture"}
+	if got := f.serviceArgs(); !slices.Equal(got, want) {
+		t.Errorf("serviceArgs = %q; want %q", got, want)
+	}
+}

@@ -203,12 +203,37 @@ func cmdInstall(args []string, stdout, stderr io.Writer) error {
 	if exe, err = filepath.Abs(exe); err != nil {
 		return err
 	}
-	if err := service.Install(exe, args); err != nil {
+	reg := f.serviceArgs()
+	if err := service.Install(exe, reg); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "service %s installed: %s run --service %s\nstart it with: sc start %s\n",
-		service.Name, exe, strings.Join(args, " "), service.Name)
+		service.Name, exe, strings.Join(reg, " "), service.Name)
 	return nil
+}
+
+// pathFlags are the flags whose value is a path: the service gets them
+// absolute, since it does not start in the installer's directory.
+var pathFlags = map[string]bool{"config": true, "state-dir": true, "fixture": true, "log-file": true, "ca-certificate": true}
+
+// serviceArgs returns the flags set on the command line, as the service's
+// command line carries them after "run --service": one "-name=value" each,
+// paths made absolute.
+func (f *runFlags) serviceArgs() []string {
+	var out []string
+	f.fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "service" {
+			return
+		}
+		v := fl.Value.String()
+		if pathFlags[fl.Name] && v != "" {
+			if abs, err := filepath.Abs(v); err == nil {
+				v = abs
+			}
+		}
+		out = append(out, "-"+fl.Name+"="+v)
+	})
+	return out
 }
 
 func cmdUninstall(args []string, stdout, stderr io.Writer) error {
