@@ -9,6 +9,11 @@
 // enrolled, reports accumulate in the spool (bounded by SpoolMaxMB; the
 // oldest are dropped beyond, counted, and followed by a Snapshot).
 //
+// The uplink starts after the first successful snapshot, which gives the
+// machine GUID that enrollment needs. The Pump enrolls (EnsureIdentity,
+// with backoff) and renews (MaybeRenew) before each delivery attempt; as
+// every poll wakes it, renewal is checked at least once per poll interval.
+//
 // # State directory
 //
 // Options.StateDir holds everything the agent keeps
