@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
 
 const benchCollectorDoc = `A collector for bench-connections in a process of its own, so that its RSS
@@ -103,5 +102,3 @@ func procCPUSeconds(pid int) float64 {
 	k, _ := strconv.ParseFloat(fields[12], 64)
 	return (u + k) / 100
 }
-
-var _ = time.Second
