@@ -189,6 +189,11 @@ func (s identityStore) load() (id *Identity, metaErr error, err error) {
 		errors.Is(nextErr, fs.ErrNotExist) && errors.Is(metaStatErr, fs.ErrNotExist) {
 		return nil, nil, ErrNoIdentity
 	}
+	if transientReadError(certErr) {
+		// Too many open files, an I/O error, a sharing violation: not a
+		// reason to give up the identity; the caller retries.
+		return nil, nil, fmt.Errorf("uplink: read %s: %w", s.path(CertFile), certErr)
+	}
 	if certErr != nil {
 		return nil, nil, &UnusableIdentityError{Path: s.path(CertFile), Err: certErr}
 	}
@@ -254,10 +259,21 @@ func (s identityStore) loadKey(leaf *x509.Certificate) (crypto.Signer, error) {
 		}
 		return next, nil
 	}
+	if transientReadError(err) {
+		return nil, fmt.Errorf("uplink: read %s: %w", s.path(KeyFile), err)
+	}
 	if err == nil {
 		err = fmt.Errorf("the key is not the key of certificate %s in %s", leaf.SerialNumber.Text(16), CertFile)
 	}
 	return nil, &UnusableIdentityError{Path: s.path(KeyFile), Err: err}
+}
+
+// transientReadError reports whether err is a failure to read a file that
+// exists (too many open files, an I/O error), as opposed to a missing file
+// or unparsable content, which make the identity unusable.
+func transientReadError(err error) bool {
+	var pe *fs.PathError
+	return err != nil && !errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe)
 }
 
 // fixKeyMode tightens agent.key to 0600 if someone loosened it (Unix).

@@ -2,10 +2,12 @@ package uplink
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -256,5 +258,23 @@ func TestForeignDirectoryRefused(t *testing.T) {
 	err := identityStore{dir: dir}.prepare()
 	if err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
 		t.Fatalf("prepare of a directory owned by uid 65534: %v", err)
+	}
+}
+
+func TestTransientReadErrorKeepsIdentity(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"too many open files", &fs.PathError{Op: "open", Path: "agent.crt", Err: syscall.EMFILE}, true},
+		{"missing", &fs.PathError{Op: "open", Path: "agent.crt", Err: fs.ErrNotExist}, false},
+		{"unparsable", errors.New("agent.key: no PEM block found"), false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		if got := transientReadError(tt.err); got != tt.want {
+			t.Errorf("%s: transientReadError = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
