@@ -10,67 +10,18 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/sessionaudit/sessionaudit/agent/simulate"
-	"github.com/sessionaudit/sessionaudit/server"
 	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/server/servertest"
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
-
-// collector is one running collector for a test.
-type collector struct {
-	srv  *server.Server
-	addr string
-	done chan error
-}
-
-func startCollector(t *testing.T, st *store.Store, ca *pki.CA, trust *pki.Trust, addr string) *collector {
-	t.Helper()
-	sc, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{
-		CA: ca, ServerCertificate: sc, Trust: trust, AgentCacheTTL: -1,
-		RetryDelay: 100 * time.Millisecond, HealthInterval: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lis net.Listener
-	for i := 0; ; i++ { // the same port again after a restart
-		if lis, err = net.Listen("tcp", addr); err == nil || i == 100 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &collector{srv: srv, addr: lis.Addr().String(), done: make(chan error, 1)}
-	go func() { c.done <- srv.Serve(lis) }()
-	t.Cleanup(func() { c.stop(t, 5*time.Second) })
-	return c
-}
-
-// stop shuts the collector down, waiting up to grace for calls in flight.
-func (c *collector) stop(t *testing.T, grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	_ = c.srv.Shutdown(ctx)
-	if err := <-c.done; err != nil {
-		t.Errorf("Serve: %v", err)
-	}
-	c.done <- nil
-}
 
 // TestFleetDayMatchesStore: five agents (file server, DC, server, two
 // workstations), each enrolled with the secret, report a simulated day;
@@ -106,12 +57,12 @@ func TestFleetDayMatchesStore(t *testing.T) {
 	if err := st.EnsurePartitionsBetween(ctx, start.AddDate(0, -1, 0), end.AddDate(0, 3, 0)); err != nil {
 		t.Fatal(err)
 	}
-	c1 := startCollector(t, st, ca, trust, "127.0.0.1:0")
+	c1 := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{})
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Certificate())
 	f, err := New(Config{
-		Address: c1.addr, ServerName: "localhost", CAPool: pool, EnrollmentSecret: secret, StateDir: t.TempDir(),
+		Address: c1.Addr, ServerName: "localhost", CAPool: pool, EnrollmentSecret: secret, StateDir: t.TempDir(),
 		Profiles: []simulate.Profile{simulate.FileServer, simulate.DomainController, simulate.Server,
 			simulate.Workstation, simulate.Workstation},
 		Seed: 7, Start: start, MaxReports: 50, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -146,7 +97,7 @@ func TestFleetDayMatchesStore(t *testing.T) {
 	if err := f.Advance(ctx, start.Add(18*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	c1.stop(t, 0)
+	c1.Stop(t, 0)
 	if err := f.Advance(ctx, end); err != nil { // a backlog while it is down
 		t.Fatal(err)
 	}
@@ -157,7 +108,7 @@ func TestFleetDayMatchesStore(t *testing.T) {
 	if pending == 0 {
 		t.Fatal("no backlog while the collector was down")
 	}
-	startCollector(t, st, ca, trust, c1.addr)
+	servertest.Start(t, st, ca, trust, c1.Addr, servertest.Options{})
 	t.Logf("%d reports waited for the restarted collector", pending)
 	if err := f.Delivered(wait); err != nil {
 		t.Fatal(err)

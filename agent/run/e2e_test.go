@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,64 +21,13 @@ import (
 	"github.com/sessionaudit/sessionaudit/agent/simulate"
 	"github.com/sessionaudit/sessionaudit/agent/uplink"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
-	"github.com/sessionaudit/sessionaudit/server"
 	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/server/servertest"
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
-
-// collector is one running collector.
-type collector struct {
-	srv  *server.Server
-	addr string
-	done chan error
-}
-
-// startCollector serves on addr ("127.0.0.1:0" the first time, the same
-// address after a restart).
-func startCollector(t *testing.T, st *store.Store, ca *pki.CA, trust *pki.Trust, addr string, certTime time.Time) *collector {
-	t.Helper()
-	sc, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour, certTime)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{
-		CA: ca, ServerCertificate: sc, Trust: trust, AgentCacheTTL: -1,
-		RetryDelay: 100 * time.Millisecond, HealthInterval: 200 * time.Millisecond, Logger: quietLogger(),
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lis net.Listener
-	for i := 0; ; i++ {
-		if lis, err = net.Listen("tcp", addr); err == nil || i == 100 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &collector{srv: srv, addr: lis.Addr().String(), done: make(chan error, 1)}
-	go func() { c.done <- srv.Serve(lis) }()
-	t.Cleanup(func() { c.stop(t) })
-	return c
-}
-
-func (c *collector) stop(t *testing.T) {
-	if c.srv == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = c.srv.Shutdown(ctx)
-	if err := <-c.done; err != nil {
-		t.Errorf("Serve: %v", err)
-	}
-	c.srv = nil
-}
 
 // recordingSource keeps a copy of every snapshot, the ground truth.
 type recordingSource struct {
@@ -128,7 +76,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	col := startCollector(t, st, ca, trust, "127.0.0.1:0", certTime)
+	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{CertTime: certTime})
 	caFile := filepath.Join(t.TempDir(), "collector-ca.pem")
 	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o600); err != nil {
 		t.Fatal(err)
@@ -139,7 +87,7 @@ func TestEndToEnd(t *testing.T) {
 			config.PollIntervalSeconds: "60",
 		}
 	}
-	flags := &mutableLayer{name: "flags", values: flagValues(col.addr)}
+	flags := &mutableLayer{name: "flags", values: flagValues(col.Addr)}
 
 	// The agent's clock: 90 minutes behind, one minute per poll.
 	clk := clock.NewManual(realNow.Add(-90 * time.Minute).Truncate(time.Second))
@@ -173,7 +121,7 @@ func TestEndToEnd(t *testing.T) {
 	polls(d, 10)
 	waitApplied(t, st, last)
 
-	col.stop(t) // the collector goes away; the agent keeps spooling
+	col.Stop(t, 5*time.Second) // the collector goes away; the agent keeps spooling
 	polls(d, 10)
 	d.stop() // and the agent restarts on its state directory
 	d = startDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
@@ -186,8 +134,8 @@ func TestEndToEnd(t *testing.T) {
 	polls(d, 5)
 	// The collector comes back on another address, which the agent
 	// learns from a settings reload: the uplink is made again.
-	col = startCollector(t, st, ca, trust, "127.0.0.1:0", certTime)
-	flags.set(flagValues(col.addr))
+	col = servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{CertTime: certTime})
+	flags.set(flagValues(col.Addr))
 	d.reload <- time.Time{}
 	polls(d, 10)
 	waitApplied(t, st, last)

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server"
 	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/server/servertest"
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,55 +33,14 @@ type offsetClock struct{ offset atomic.Int64 }
 func (c *offsetClock) Now() time.Time      { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *offsetClock) Set(d time.Duration) { c.offset.Store(int64(d)) }
 
-// e2eCollector is one running collector.
-type e2eCollector struct {
-	srv  *server.Server
-	addr string
-	done chan error
-}
-
-func startCollector(t *testing.T, st *store.Store, ca *pki.CA, trust *pki.Trust, addr string) *e2eCollector {
-	t.Helper()
-	now := time.Now()
-	sc, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{
-		CA: ca, ServerCertificate: sc, Trust: trust,
-		AgentCertValidity: pki.MinValidity, AgentCacheTTL: -1,
-		RetryDelay: 200 * time.Millisecond, HealthInterval: 200 * time.Millisecond,
-		Logger: testLogger(t),
-	}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lis net.Listener
-	for i := 0; ; i++ { // the same port again after a restart
-		if lis, err = net.Listen("tcp", addr); err == nil || i == 100 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &e2eCollector{srv: srv, addr: lis.Addr().String(), done: make(chan error, 1)}
-	go func() { c.done <- srv.Serve(lis) }()
-	t.Cleanup(func() { c.stop(t, 5*time.Second) })
-	return c
-}
-
-// stop shuts the collector down, waiting up to grace for calls in flight
-// (0: cut them off at once).
-func (c *e2eCollector) stop(t *testing.T, grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	_ = c.srv.Shutdown(ctx)
-	if err := <-c.done; err != nil {
-		t.Errorf("Serve: %v", err)
-	}
-	c.done <- nil
+// e2eCollectorOptions: agent certificates as short-lived as allowed, so
+// that renewal comes quickly; the collector logs into the test's log.
+func e2eCollectorOptions(t *testing.T) servertest.Options {
+	return servertest.Options{Adjust: func(cfg *server.Config) {
+		cfg.AgentCertValidity = pki.MinValidity
+		cfg.RetryDelay = 200 * time.Millisecond
+		cfg.Logger = testLogger(t)
+	}}
 }
 
 var e2eT0 = time.Now().Add(-2 * time.Hour).Truncate(time.Second).UTC()
@@ -164,13 +123,13 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1 := startCollector(t, st, agentCA, trust, "127.0.0.1:0")
+	c1 := servertest.Start(t, st, agentCA, trust, "127.0.0.1:0", e2eCollectorOptions(t))
 
 	pool := x509.NewCertPool()
 	pool.AddCert(agentCA.Certificate())
 	clk := &offsetClock{}
 	client, err := New(Options{
-		Address: c1.addr, ServerName: "localhost", CAPool: pool, CAPins: []string{SPKIPin(agentCA.Certificate())},
+		Address: c1.Addr, ServerName: "localhost", CAPool: pool, CAPins: []string{SPKIPin(agentCA.Certificate())},
 		EnrollmentSecret: secret, Host: testHost, StateDir: t.TempDir(), Clock: clk, Logger: testLogger(t),
 		Backoff: BackoffConfig{Base: 20 * time.Millisecond, Max: 300 * time.Millisecond},
 	})
@@ -257,10 +216,10 @@ func TestEndToEnd(t *testing.T) {
 		q.Append(e2eDelta(seq, e2eLogon(fmt.Sprintf("0x%d", seq))))
 	}
 	eventually(t, "part of the backlog acknowledged", func() bool { return q.Acked() >= 8 })
-	c1.stop(t, 0)
+	c1.Stop(t, 0)
 	ackedAtStop := q.Acked()
 	time.Sleep(300 * time.Millisecond) // the agent retries against nothing
-	c2 := startCollector(t, st, agentCA, trust, c1.addr)
+	c2 := servertest.Start(t, st, agentCA, trust, c1.Addr, e2eCollectorOptions(t))
 	eventually(t, "the backlog acknowledged by the new collector", func() bool { return q.Acked() == 40 })
 	t.Logf("acknowledged before the stop: %d of 40", ackedAtStop)
 

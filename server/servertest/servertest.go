@@ -1,0 +1,98 @@
+// Package servertest runs a real collector on loopback for other packages'
+// tests (the agent's uplink, its run loop, the fleet simulator): TLS from a
+// test CA, the store the test gives, and timings short enough for tests.
+// It is imported by tests only.
+package servertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionaudit/sessionaudit/server"
+	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/store"
+)
+
+// Collector is a collector serving on a loopback address.
+type Collector struct {
+	// Server is the running collector.
+	Server *server.Server
+	// Addr is the address it listens on; pass it to Start again to restart
+	// the collector on the same port.
+	Addr string
+
+	done     chan error
+	stopOnce sync.Once
+}
+
+// Options adjust the collector a test starts.
+type Options struct {
+	// CertTime is when the server certificate (for "localhost" and
+	// 127.0.0.1, valid 24 hours) starts to be valid; zero means now.
+	CertTime time.Time
+	// Adjust, when not nil, changes the configuration before the collector
+	// is made. The defaults are CA, ServerCertificate and Trust from the
+	// arguments, no agent cache, a 100 ms retry delay, a 200 ms health
+	// interval and no logging.
+	Adjust func(*server.Config)
+}
+
+// Start serves a collector over st on addr ("127.0.0.1:0" the first time;
+// a previous Collector's Addr to come back on the same port, retried for up
+// to two seconds while the old socket is released). The collector is
+// stopped at the end of the test.
+func Start(t testing.TB, st *store.Store, ca *pki.CA, trust *pki.Trust, addr string, opts Options) *Collector {
+	t.Helper()
+	certTime := opts.CertTime
+	if certTime.IsZero() {
+		certTime = time.Now()
+	}
+	sc, err := ca.IssueServerCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 24*time.Hour, certTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		CA: ca, ServerCertificate: sc, Trust: trust, AgentCacheTTL: -1,
+		RetryDelay: 100 * time.Millisecond, HealthInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if opts.Adjust != nil {
+		opts.Adjust(&cfg)
+	}
+	srv, err := server.New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lis net.Listener
+	for i := 0; ; i++ {
+		if lis, err = net.Listen("tcp", addr); err == nil || i == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("servertest: listen on %s: %v", addr, err)
+	}
+	c := &Collector{Server: srv, Addr: lis.Addr().String(), done: make(chan error, 1)}
+	go func() { c.done <- srv.Serve(lis) }()
+	t.Cleanup(func() { c.Stop(t, 5*time.Second) })
+	return c
+}
+
+// Stop shuts the collector down, waiting up to grace for calls in flight
+// (0: cut them off at once). Later calls do nothing.
+func (c *Collector) Stop(t testing.TB, grace time.Duration) {
+	c.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		_ = c.Server.Shutdown(ctx)
+		if err := <-c.done; err != nil {
+			t.Errorf("servertest: Serve: %v", err)
+		}
+	})
+}
