@@ -429,12 +429,10 @@ func (s *Spool) enforceBound() error {
 			}
 			s.st = st
 		}
-		if err := os.Remove(seg.path); err != nil {
-			return fmt.Errorf("spool: drop oldest segment: %w", err)
+		if err := s.removeOldest("drop oldest segment"); err != nil {
+			return err
 		}
 		removed = true
-		s.segs = s.segs[1:]
-		s.bytes -= seg.size
 	}
 	if removed {
 		return syncDir(s.dir)
@@ -586,17 +584,26 @@ func (s *Spool) Ack(seq uint64, droppedReports uint64) error {
 func (s *Spool) removeAcked() error {
 	removed := false
 	for len(s.segs) > 1 && s.segs[0].last <= s.st.acked {
-		seg := s.segs[0]
-		if err := os.Remove(seg.path); err != nil {
-			return fmt.Errorf("spool: remove acknowledged segment: %w", err)
+		if err := s.removeOldest("remove acknowledged segment"); err != nil {
+			return err
 		}
 		removed = true
-		s.segs = s.segs[1:]
-		s.bytes -= seg.size
 	}
 	if removed {
 		return syncDir(s.dir)
 	}
+	return nil
+}
+
+// removeOldest deletes the oldest segment's file and forgets the segment;
+// why says what for, in the error. The caller flushes the directory.
+func (s *Spool) removeOldest(why string) error {
+	seg := s.segs[0]
+	if err := os.Remove(seg.path); err != nil {
+		return fmt.Errorf("spool: %s: %w", why, err)
+	}
+	s.segs = s.segs[1:]
+	s.bytes -= seg.size
 	return nil
 }
 
