@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
@@ -60,18 +61,22 @@ func TestAdministration(t *testing.T) {
 	if strings.Contains(list, secret) {
 		t.Errorf("secret list shows the secret's value")
 	}
-	mustRun(t, "secret", "revoke", db, id)
-	if list := mustRun(t, "secret", "list", db); strings.Count(list, "-") == strings.Count(out, "-") && !regexp.MustCompile(`\d{4}-\d\d-\d\dT[^ ]+\s*$`).MatchString(strings.TrimSpace(list)) {
-		t.Errorf("revoked secret shows no revocation time:\n%s", list)
-	}
-
-	out = mustRun(t, "token", "create", db, "--name", "alice", "--role", "admin")
-	tokID, token := field(t, out, "id"), field(t, out, "token")
 	st, err := store.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	mustRun(t, "secret", "revoke", db, id)
+	secrets, err := st.ListEnrollmentSecrets(context.Background())
+	if err != nil || len(secrets) != 1 || secrets[0].ID != id || secrets[0].RevokedAt.IsZero() {
+		t.Errorf("after secret revoke: %+v, %v; want the secret revoked", secrets, err)
+	}
+	if list := mustRun(t, "secret", "list", db); !strings.Contains(list, secrets[0].RevokedAt.UTC().Format(time.RFC3339)) {
+		t.Errorf("secret list does not show the revocation time:\n%s", list)
+	}
+
+	out = mustRun(t, "token", "create", db, "--name", "alice", "--role", "admin")
+	tokID, token := field(t, out, "id"), field(t, out, "token")
 	if tok, err := st.VerifyAPIToken(context.Background(), token); err != nil || tok.Role != store.RoleAdmin || tok.Name != "alice" {
 		t.Fatalf("created token does not verify: %+v, %v", tok, err)
 	}
