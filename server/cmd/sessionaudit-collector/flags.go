@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,7 +64,10 @@ func (c *command) bindEnv(name, env string) {
 // environment variable, which wins over the default.
 func (c *command) parse(args []string) ([]string, error) {
 	if err := c.fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
 	}
 	given := map[string]bool{}
 	c.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -73,7 +77,7 @@ func (c *command) parse(args []string) ([]string, error) {
 			continue
 		}
 		if err := c.fs.Set(name, v); err != nil {
-			return nil, fmt.Errorf("environment variable %s=%q (for --%s): %w", env, v, name, err)
+			return nil, usageError{fmt.Sprintf("environment variable %s=%q (for --%s): %v", env, v, name, err)}
 		}
 	}
 	return c.fs.Args(), nil

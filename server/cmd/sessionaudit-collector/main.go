@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue) || isFlagError(err):
+	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "sessionaudit-collector %s: %v\n\n", cmd.name, err)
 		cmd.usage(stderr)
 		return exitUsage
@@ -96,14 +96,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessionaudit-collector %s: %v\n", cmd.name, err)
 		return exitFailure
 	}
-}
-
-// isFlagError reports whether err came from parsing flags.
-func isFlagError(err error) bool {
-	s := err.Error()
-	return strings.HasPrefix(s, "flag provided but not defined") || strings.HasPrefix(s, "invalid value") ||
-		strings.HasPrefix(s, "flag needs an argument") || strings.HasPrefix(s, "bad flag syntax") ||
-		strings.HasPrefix(s, "environment variable")
 }
 
 // find returns the command that args start with: a one-word or a two-word
