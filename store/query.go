@@ -53,8 +53,8 @@ type TimelineQuery struct {
 	Cursor   string
 }
 
-// ServerSessionQuery asks for server sessions by source, across the fleet.
-// At least one of FromComputer, UserName and ToHost is required.
+// ServerSessionQuery asks for server sessions across the fleet, by source
+// and/or destination. Empty filters match everything (an export).
 type ServerSessionQuery struct {
 	// FromComputer is the remote computer (case-insensitive).
 	FromComputer string
@@ -78,6 +78,24 @@ type OpenSessionsQuery struct {
 	Host string
 	// Account keeps only "DOMAIN\name" (case-insensitive).
 	Account  string
+	PageSize int
+	Cursor   string
+}
+
+// LogonSessionsQuery asks for the logon sessions that overlap a range,
+// across the fleet or on one host. Empty filters match everything.
+type LogonSessionsQuery struct {
+	// Host keeps only this host (name or machine GUID).
+	Host string
+	// Account keeps only "DOMAIN\name" (case-insensitive).
+	Account string
+	// LogonTypes keeps only these raw WMI logon types.
+	LogonTypes []uint32
+	// AuthenticationPackage keeps only this package (case-insensitive).
+	AuthenticationPackage string
+	// From and To bound the range [From, To): a session is returned when its
+	// interval (up to EndBefore) overlaps it. Both are required.
+	From, To time.Time
 	PageSize int
 	Cursor   string
 }
@@ -391,29 +409,91 @@ func logonPage(items []LogonInterval, n int) Page[LogonInterval] {
 // AccountTimeline returns every logon session of an account, across the
 // fleet, whose interval overlaps [From, To), ordered by start then id.
 func (s *Store) AccountTimeline(ctx context.Context, q TimelineQuery) (Page[LogonInterval], error) {
+	if q.Account == "" {
+		return Page[LogonInterval]{}, invalid("Account", "required")
+	}
+	return s.LogonSessions(ctx, LogonSessionsQuery{Account: q.Account, From: q.From, To: q.To, PageSize: q.PageSize, Cursor: q.Cursor})
+}
+
+// LogonSessions returns the logon sessions, across the fleet or on one
+// host, whose interval overlaps [From, To), filtered, ordered by start then
+// id. It answers a host's timeline, an account's timeline and an export.
+func (s *Store) LogonSessions(ctx context.Context, q LogonSessionsQuery) (Page[LogonInterval], error) {
+	var none Page[LogonInterval]
 	n, err := pageSize(q.PageSize)
 	if err != nil {
-		return Page[LogonInterval]{}, err
+		return none, err
 	}
 	if err := checkRange(q.From, q.To); err != nil {
-		return Page[LogonInterval]{}, err
+		return none, err
 	}
 	c, err := decodeCursor(q.Cursor)
 	if err != nil {
-		return Page[LogonInterval]{}, err
-	}
-	id, ok, err := s.accountID(ctx, "Account", q.Account)
-	if err != nil || !ok {
-		return Page[LogonInterval]{}, err
+		return none, err
 	}
 	ct, cid := c.after(0)
-	items, err := s.queryLogon(ctx, `SELECT * FROM logon_session s
-		WHERE s.account_id = $1 AND s.start_time < $3 AND s.end_before > $2 AND (s.start_time, s.id) > ($4, $5)
-		ORDER BY s.start_time, s.id LIMIT $6`, id, q.From, q.To, ct, cid, n+1)
+	where := []string{"s.start_time < $2", "s.end_before > $1", "(s.start_time, s.id) > ($3, $4)"}
+	args := []any{q.From, q.To, ct, cid}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	ok, err := s.logonFilters(ctx, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
+		Host: q.Host, Account: q.Account}, add)
+	if err != nil || !ok {
+		return none, err
+	}
+	args = append(args, n+1)
+	items, err := s.queryLogon(ctx, fmt.Sprintf(`SELECT * FROM logon_session s WHERE %s
+		ORDER BY s.start_time, s.id LIMIT $%d`, strings.Join(where, " AND "), len(args)), args...)
 	if err != nil {
-		return Page[LogonInterval]{}, err
+		return none, err
 	}
 	return logonPage(items, n), nil
+}
+
+// logonFilter is the filters LogonSessions and OpenSessions share; empty
+// ones match everything.
+type logonFilter struct {
+	LogonTypes            []uint32
+	AuthenticationPackage string
+	Host                  string
+	Account               string
+}
+
+// logonFilters adds f's conditions through add. It returns false when a
+// filter names nothing the store knows, so that nothing can match.
+func (s *Store) logonFilters(ctx context.Context, f logonFilter, add func(cond string, v any)) (bool, error) {
+	if len(f.LogonTypes) > 0 {
+		types := make([]int64, len(f.LogonTypes))
+		for i, t := range f.LogonTypes {
+			types[i] = int64(t)
+		}
+		slices.Sort(types)
+		add("s.logon_type = ANY($%d)", types)
+	}
+	if f.AuthenticationPackage != "" {
+		ids, err := s.labelsLike(ctx, f.AuthenticationPackage)
+		if err != nil || len(ids) == 0 {
+			return false, err
+		}
+		add("s.auth_package_id = ANY($%d)", ids)
+	}
+	if f.Host != "" {
+		ids, err := s.hostIDs(ctx, f.Host)
+		if err != nil || len(ids) == 0 {
+			return false, err
+		}
+		add("s.host_id = ANY($%d)", ids)
+	}
+	if f.Account != "" {
+		id, ok, err := s.accountID(ctx, "Account", f.Account)
+		if err != nil || !ok {
+			return false, err
+		}
+		add("s.account_id = $%d", id)
+	}
+	return true, nil
 }
 
 // ServerSessions returns the server sessions, across the fleet, opened from
@@ -424,9 +504,6 @@ func (s *Store) ServerSessions(ctx context.Context, q ServerSessionQuery) (Page[
 	n, err := pageSize(q.PageSize)
 	if err != nil {
 		return none, err
-	}
-	if q.FromComputer == "" && q.UserName == "" && q.ToHost == "" {
-		return none, invalid("FromComputer", "one of FromComputer, UserName and ToHost is required")
 	}
 	if err := checkRange(q.From, q.To); err != nil {
 		return none, err
@@ -496,34 +573,10 @@ func (s *Store) OpenSessions(ctx context.Context, q OpenSessionsQuery) (Page[Log
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
-	if len(q.LogonTypes) > 0 {
-		types := make([]int64, len(q.LogonTypes))
-		for i, t := range q.LogonTypes {
-			types[i] = int64(t)
-		}
-		slices.Sort(types)
-		add("s.logon_type = ANY($%d)", types)
-	}
-	if q.AuthenticationPackage != "" {
-		ids, err := s.labelsLike(ctx, q.AuthenticationPackage)
-		if err != nil || len(ids) == 0 {
-			return none, err
-		}
-		add("s.auth_package_id = ANY($%d)", ids)
-	}
-	if q.Host != "" {
-		ids, err := s.hostIDs(ctx, q.Host)
-		if err != nil || len(ids) == 0 {
-			return none, err
-		}
-		add("s.host_id = ANY($%d)", ids)
-	}
-	if q.Account != "" {
-		id, ok, err := s.accountID(ctx, "Account", q.Account)
-		if err != nil || !ok {
-			return none, err
-		}
-		add("s.account_id = $%d", id)
+	ok, err := s.logonFilters(ctx, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
+		Host: q.Host, Account: q.Account}, add)
+	if err != nil || !ok {
+		return none, err
 	}
 	args = append(args, n+1)
 	items, err := s.queryLogon(ctx, fmt.Sprintf(`SELECT * FROM logon_session s WHERE %s

@@ -120,6 +120,34 @@ func TestAccountTimelineAndOpenSessions(t *testing.T) {
 		t.Errorf("bob after his end: %+v, %v", p.Items, err)
 	}
 
+	day := func(q LogonSessionsQuery) LogonSessionsQuery {
+		q.From, q.To = at(-24*time.Hour), at(24*time.Hour)
+		return q
+	}
+	for _, tc := range []struct {
+		q    LogonSessionsQuery
+		want string
+	}{
+		{day(LogonSessionsQuery{}), "ws01/1001,ws01/1002,SRV02/7"},
+		{day(LogonSessionsQuery{Host: "WS01"}), "ws01/1001,ws01/1002"},
+		{day(LogonSessionsQuery{Host: "ws01", Account: `contoso\bob`}), "ws01/1002"},
+		{day(LogonSessionsQuery{LogonTypes: []uint32{3}}), "SRV02/7"},
+		{day(LogonSessionsQuery{AuthenticationPackage: "nosuch"}), ""},
+		{LogonSessionsQuery{From: at(2 * time.Hour), To: at(3 * time.Hour)}, "ws01/1001,SRV02/7"}, // bob had ended
+	} {
+		p, err := s.LogonSessions(ctx, tc.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, x := range p.Items {
+			got = append(got, x.Host.Hostname+"/"+x.Session.LogonID)
+		}
+		if strings.Join(got, ",") != tc.want {
+			t.Errorf("LogonSessions(%+v) = %v, want %s", tc.q, got, tc.want)
+		}
+	}
+
 	for _, tc := range []struct {
 		q    OpenSessionsQuery
 		want string
@@ -169,6 +197,7 @@ func TestServerSessionsAndHosts(t *testing.T) {
 	eq(t, r(ServerSessionQuery{UserName: "bob"}), "SRV02<PC9/bob")
 	eq(t, r(ServerSessionQuery{FromComputer: "PC7", ToHost: "srv02"}), "SRV02<pc7/ALICE")
 	eq(t, r(ServerSessionQuery{FromComputer: "nobody"}), "")
+	eq(t, r(ServerSessionQuery{}), "ws01<PC7/alice,SRV02<PC9/bob,SRV02<pc7/ALICE") // everything: an export
 
 	p, err := s.Hosts(ctx, HostsQuery{})
 	if err != nil {
@@ -248,10 +277,14 @@ func TestQueryParameterErrors(t *testing.T) {
 			_, err := s.WhoWasOn(ctx, WhoWasOnQuery{Host: "x"})
 			return err
 		}, "At"},
-		{"server sessions without a filter", func() error {
-			_, err := s.ServerSessions(ctx, ServerSessionQuery{From: at(0), To: at(time.Hour)})
+		{"logon sessions without a range", func() error {
+			_, err := s.LogonSessions(ctx, LogonSessionsQuery{Host: "ws01"})
 			return err
-		}, "FromComputer"},
+		}, "From"},
+		{"timeline without an account", func() error {
+			_, err := s.AccountTimeline(ctx, TimelineQuery{From: at(0), To: at(time.Hour)})
+			return err
+		}, "Account"},
 	} {
 		err := tc.call()
 		var fe *FieldError
