@@ -16,7 +16,7 @@ MAINS := $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sessionaudit/sessionaudit/agent.Version=$(VERSION)
 
-.PHONY: help build build-linux build-windows test lint fmt-check vet proto proto-check tools demo clean
+.PHONY: help build build-linux build-windows test lint fmt-check vet proto proto-check tools demo image image-test clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,12 @@ tools: ## Install the pinned buf and protoc plugins into $(TOOLBIN).
 
 demo: ## Run the system end to end on this machine and print one answered query.
 	@deploy/demo/run
+
+image: ## Build the collector's container image (FROM scratch, no registry; see docs/deploy-server.md).
+	@VERSION=$(VERSION) deploy/collector/build-image
+
+image-test: ## Build the collector's image and test it against PostgreSQL with simulated agents.
+	@deploy/collector/test-image
 
 clean: ## Remove build output.
 	rm -rf bin
