@@ -1,0 +1,200 @@
+// Package rows turns query results into flat rows: one record per session
+// interval or host, with the same fields, names and values in the analysts'
+// CLI (tables, --json, --csv), the HTTP API and the web UI, so that all
+// three answer the same question with the same data.
+//
+// Times are RFC 3339 in UTC with second precision or finer; a session's end
+// is given as last_seen (the last report that saw it) and end_before (the
+// first that did not), so the uncertainty of an end is explicit; open
+// sessions have open=true and no end_before.
+//
+// CSV output is safe to open in a spreadsheet: a cell that begins with =, +,
+// -, @, a tab or a carriage return is prefixed with a single quote (OWASP's
+// CSV injection advice), so that no cell is taken for a formula.
+package rows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Logon is one logon session interval.
+type Logon struct {
+	Host        string `json:"host"`
+	HostDomain  string `json:"host_domain"`
+	MachineGUID string `json:"machine_guid"`
+	// Account is "DOMAIN\name"; empty when the host reported no account.
+	Account               string `json:"account"`
+	SID                   string `json:"sid"`
+	LogonType             string `json:"logon_type"`
+	LogonTypeRaw          *int64 `json:"logon_type_raw"`
+	LogonID               string `json:"logon_id"`
+	AuthenticationPackage string `json:"authentication_package"`
+	Start                 string `json:"start"`
+	LastSeen              string `json:"last_seen"`
+	EndBefore             string `json:"end_before"`
+	Open                  bool   `json:"open"`
+	BootTime              string `json:"boot_time"`
+}
+
+// Server is one server (SMB) session interval: a remote computer and user
+// holding a session to Host.
+type Server struct {
+	Host            string `json:"host"`
+	HostDomain      string `json:"host_domain"`
+	MachineGUID     string `json:"machine_guid"`
+	FromComputer    string `json:"from_computer"`
+	UserName        string `json:"user_name"`
+	ClientType      string `json:"client_type"`
+	TransportName   string `json:"transport_name"`
+	SessionType     string `json:"session_type"`
+	ResourcesOpened *int64 `json:"resources_opened"`
+	IdleSeconds     *int64 `json:"idle_seconds"`
+	Start           string `json:"start"`
+	LastSeen        string `json:"last_seen"`
+	EndBefore       string `json:"end_before"`
+	Open            bool   `json:"open"`
+}
+
+// Host is one host and its reporting state.
+type Host struct {
+	Host               string `json:"host"`
+	HostDomain         string `json:"host_domain"`
+	MachineGUID        string `json:"machine_guid"`
+	OS                 string `json:"os"`
+	OSVersion          string `json:"os_version"`
+	AgentVersion       string `json:"agent_version"`
+	AgentID            string `json:"agent_id"`
+	LastBootTime       string `json:"last_boot_time"`
+	FirstSeen          string `json:"first_seen"`
+	LastSeen           string `json:"last_seen"`
+	OpenLogonSessions  int64  `json:"open_logon_sessions"`
+	OpenServerSessions int64  `json:"open_server_sessions"`
+}
+
+// LogonTypeNames are the short names of the logon types, as the CLI's
+// --type, the API's logon_type parameter and the rows use them; the raw
+// WMI number is kept beside the name.
+var LogonTypeNames = map[pb.LogonType]string{
+	pb.LogonType_LOGON_TYPE_SYSTEM:                    "system",
+	pb.LogonType_LOGON_TYPE_INTERACTIVE:               "interactive",
+	pb.LogonType_LOGON_TYPE_NETWORK:                   "network",
+	pb.LogonType_LOGON_TYPE_BATCH:                     "batch",
+	pb.LogonType_LOGON_TYPE_SERVICE:                   "service",
+	pb.LogonType_LOGON_TYPE_PROXY:                     "proxy",
+	pb.LogonType_LOGON_TYPE_UNLOCK:                    "unlock",
+	pb.LogonType_LOGON_TYPE_NETWORK_CLEARTEXT:         "network-cleartext",
+	pb.LogonType_LOGON_TYPE_NEW_CREDENTIALS:           "new-credentials",
+	pb.LogonType_LOGON_TYPE_REMOTE_INTERACTIVE:        "rdp",
+	pb.LogonType_LOGON_TYPE_CACHED_INTERACTIVE:        "cached-interactive",
+	pb.LogonType_LOGON_TYPE_CACHED_REMOTE_INTERACTIVE: "cached-rdp",
+	pb.LogonType_LOGON_TYPE_CACHED_UNLOCK:             "cached-unlock",
+}
+
+// ParseLogonType returns the logon type a short name (as in
+// LogonTypeNames, case-insensitive), a proto enum name
+// (LOGON_TYPE_REMOTE_INTERACTIVE) or a WMI number (10) stands for.
+func ParseLogonType(s string) (pb.LogonType, error) {
+	v := strings.ToLower(strings.TrimSpace(s))
+	for t, name := range LogonTypeNames {
+		if v == name || strings.EqualFold(s, t.String()) || strings.EqualFold(s, strings.TrimPrefix(t.String(), "LOGON_TYPE_")) {
+			return t, nil
+		}
+	}
+	var n uint32
+	if _, err := fmt.Sscan(v, &n); err == nil && fmt.Sprint(n) == v {
+		if t := pb.LogonTypeFromWMI(n); t != pb.LogonType_LOGON_TYPE_UNSPECIFIED {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("logon type %q: want one of %s, or a WMI number 0, 2..13", s, strings.Join(LogonTypeList(), ", "))
+}
+
+// LogonTypeList returns the short names in WMI order.
+func LogonTypeList() []string {
+	var out []string
+	for t := pb.LogonType_LOGON_TYPE_SYSTEM; t <= pb.LogonType_LOGON_TYPE_CACHED_UNLOCK; t++ {
+		out = append(out, LogonTypeNames[t])
+	}
+	return out
+}
+
+var serverTypeNames = map[pb.ServerSessionType]string{
+	pb.ServerSessionType_SERVER_SESSION_TYPE_GUEST:         "guest",
+	pb.ServerSessionType_SERVER_SESSION_TYPE_NO_ENCRYPTION: "no-encryption",
+	pb.ServerSessionType_SERVER_SESSION_TYPE_OTHER:         "other",
+}
+
+// Time formats a timestamp for a row: RFC 3339 in UTC, "" when absent.
+func Time(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	return t.AsTime().UTC().Format(time.RFC3339Nano)
+}
+
+// FromLogon flattens a logon session interval.
+func FromLogon(l *pb.LogonSessionInterval) Logon {
+	s := l.GetSession()
+	r := Logon{
+		Host: l.GetHost().GetHostname(), HostDomain: l.GetHost().GetDomain(), MachineGUID: l.GetHost().GetMachineGuid(),
+		LogonID: s.GetLogonId(), AuthenticationPackage: s.GetAuthenticationPackage(),
+		Start: Time(s.GetStartTime()), LastSeen: Time(l.GetEnd().GetLastSeen()), EndBefore: Time(l.GetEnd().GetEndBefore()),
+		Open: l.GetEnd().GetOpen(), BootTime: Time(l.GetBootTime()),
+	}
+	if a := s.GetAccount(); a != nil {
+		r.Account = a.GetDomain() + `\` + a.GetName()
+		r.SID = a.GetSid()
+	}
+	if s.LogonTypeRaw != nil {
+		v := int64(s.GetLogonTypeRaw())
+		r.LogonTypeRaw = &v
+		r.LogonType = LogonTypeNames[pb.LogonTypeFromWMI(s.GetLogonTypeRaw())]
+		if r.LogonType == "" {
+			r.LogonType = fmt.Sprintf("unknown(%d)", v)
+		}
+	}
+	return r
+}
+
+// FromServer flattens a server session interval.
+func FromServer(si *pb.ServerSessionInterval) Server {
+	s := si.GetSession()
+	r := Server{
+		Host: si.GetHost().GetHostname(), HostDomain: si.GetHost().GetDomain(), MachineGUID: si.GetHost().GetMachineGuid(),
+		FromComputer: s.GetComputerName(), UserName: s.GetUserName(), ClientType: s.GetClientType(),
+		TransportName: s.GetTransportName(),
+		Start:         Time(si.GetStartTime()), LastSeen: Time(si.GetEnd().GetLastSeen()), EndBefore: Time(si.GetEnd().GetEndBefore()),
+		Open: si.GetEnd().GetOpen(),
+	}
+	if s.SessionTypeRaw != nil {
+		r.SessionType = serverTypeNames[pb.ServerSessionTypeFromWMI(s.GetSessionTypeRaw())]
+		if r.SessionType == "" {
+			r.SessionType = fmt.Sprintf("unknown(%d)", s.GetSessionTypeRaw())
+		}
+	}
+	if s.ResourcesOpened != nil {
+		v := int64(s.GetResourcesOpened())
+		r.ResourcesOpened = &v
+	}
+	if s.IdleTime != nil {
+		v := int64(s.GetIdleTime())
+		r.IdleSeconds = &v
+	}
+	return r
+}
+
+// FromHost flattens a host status.
+func FromHost(h *pb.HostStatus) Host {
+	x := h.GetHost()
+	return Host{
+		Host: x.GetHostname(), HostDomain: x.GetDomain(), MachineGUID: x.GetMachineGuid(),
+		OS: x.GetOsCaption(), OSVersion: x.GetOsVersion(), AgentVersion: x.GetAgentVersion(), AgentID: h.GetAgentId(),
+		LastBootTime: Time(x.GetLastBootTime()), FirstSeen: Time(h.GetFirstSeen()), LastSeen: Time(h.GetLastSeen()),
+		OpenLogonSessions: int64(h.GetOpenLogonSessions()), OpenServerSessions: int64(h.GetOpenServerSessions()),
+	}
+}
