@@ -39,7 +39,7 @@ var samples = map[string]struct {
 
 // policy returns a policy layer holding values: DWORD settings as REG_DWORD
 // when they are numbers, the others as REG_SZ.
-func policy(values map[string]string) *PolicyLayer {
+func policy(values map[string]string) *RegistryLayer {
 	regs := make(map[string]RegistryValue, len(values))
 	for name, v := range values {
 		d, _ := Lookup(name)
@@ -239,7 +239,7 @@ func TestPolicyRegistryTypes(t *testing.T) {
 }
 
 func TestPolicyKeyError(t *testing.T) {
-	p := &PolicyLayer{read: func() (map[string]RegistryValue, error) { return nil, fmt.Errorf("open: access denied") }}
+	p := newPolicyLayer(func() (map[string]RegistryValue, error) { return nil, fmt.Errorf("open: access denied") })
 	_, ws := Load(p)
 	if len(ws) != 1 || ws[0].String() != `policy key HKLM\SOFTWARE\Policies\sessionaudit\Agent: open: access denied` {
 		t.Errorf("warnings %v", ws)
@@ -473,5 +473,40 @@ func TestWatcher(t *testing.T) {
 	}
 	if SpoolMax := u.Settings.SpoolMaxBytes; SpoolMax != 8<<20 {
 		t.Errorf("lower layer lost: spool %d", SpoolMax)
+	}
+}
+
+// TestInstallerLayer: the installer's settings (the MSI's registry key)
+// rank below Group Policy and the config file and above the flags, and
+// their warnings name the installer's key.
+func TestInstallerLayer(t *testing.T) {
+	installer := InstallerLayerFromValues(map[string]RegistryValue{
+		CollectorAddress:    {Type: RegSZ, String: "msi.contoso.com:8443"},
+		PollIntervalSeconds: {Type: RegDWORD, Number: 20},
+		LogLevel:            {Type: RegSZ, String: "debug"},
+		SpoolMaxMB:          {Type: RegDWORD, Number: 0},
+	})
+	s, ws := Load(
+		policy(map[string]string{PollIntervalSeconds: "30"}),
+		file(map[string]string{LogLevel: "warn"}),
+		installer,
+		flags(t, map[string]string{CollectorAddress: "flag.contoso.com:8443", SpoolMaxMB: "8"}),
+	)
+	for name, want := range map[string]string{
+		PollIntervalSeconds: "30 from Group Policy",
+		LogLevel:            "warn from config file /etc/sessionaudit/agent.conf",
+		CollectorAddress:    "msi.contoso.com:8443 from installer settings",
+		SpoolMaxMB:          "8 from flags",
+	} {
+		if got := s.Value(name) + " from " + s.Origin(name); got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	if len(ws) != 1 || ws[0].String() != "installer value SpoolMaxMB=0: must be between 1 and 4096" || ws[0].Layer != OriginInstaller {
+		t.Errorf("warnings %v", ws)
+	}
+	broken := newInstallerLayer(func() (map[string]RegistryValue, error) { return nil, fmt.Errorf("open: access denied") })
+	if _, ws := Load(broken); len(ws) != 1 || ws[0].String() != `installer key HKLM\SOFTWARE\sessionaudit\Agent: open: access denied` {
+		t.Errorf("warnings %v", ws)
 	}
 }

@@ -4,12 +4,16 @@
 //
 //  1. Group Policy: values under HKLM\SOFTWARE\Policies\sessionaudit\Agent
 //     (PolicyKey), one registry value per setting, named as in Definitions
-//     (PolicyLayer). The ADMX template writes these values.
+//     (NewPolicyLayer). The ADMX template writes these values.
 //  2. The local config file (FileLayer), by default
 //     %ProgramData%\sessionaudit\agent.conf on Windows and
 //     /etc/sessionaudit/agent.conf elsewhere (DefaultFilePath).
-//  3. Command-line flags (FlagLayer), which the service's installer sets.
-//  4. The default of the setting.
+//  3. The installer's settings: values under HKLM\SOFTWARE\sessionaudit\Agent
+//     (InstallerKey, NewInstallerLayer), named as under PolicyKey, which the
+//     MSI writes from its msiexec properties (deploy/windows).
+//  4. Command-line flags (FlagLayer), which "sessionaudit-agent install"
+//     registers on the service's command line.
+//  5. The default of the setting.
 //
 // Load merges the layers per setting: a setting takes its value from the
 // highest layer that has a valid one. A value that is not valid is reported
@@ -40,8 +44,9 @@
 // # Secrets
 //
 // Everything under HKLM\SOFTWARE\Policies can be read by every local user,
-// and command lines can be read by every local user too: an enrollment
-// secret set by Group Policy or a flag is not a secret from the host's own
+// so can HKLM\SOFTWARE\sessionaudit\Agent as the MSI creates it, and
+// command lines can be read by every local user too: an enrollment secret
+// set by Group Policy, the MSI or a flag is not a secret from the host's own
 // users. Use short-lived, use-limited enrollment secrets (the collector can
 // issue them per deployment wave) and revoke them once the hosts are
 // enrolled; or put the secret in the config file and restrict the file's

@@ -21,7 +21,7 @@ func RegisterFlags(fs *flag.FlagSet) *FlagLayer {
 		if d.Default != "" {
 			usage += fmt.Sprintf(" Default %s.", d.Default)
 		}
-		usage += fmt.Sprintf(" Group Policy value %s and the config file take precedence.", d.Name)
+		usage += fmt.Sprintf(" Group Policy value %s, the config file and the installer's settings take precedence.", d.Name)
 		if d.Secret {
 			usage += " A command line can be read by every local user."
 		}

@@ -7,4 +7,8 @@ func DefaultFilePath() string { return "/etc/sessionaudit/agent.conf" }
 
 // NewPolicyLayer returns a policy layer without values: there is no Group
 // Policy outside Windows.
-func NewPolicyLayer() *PolicyLayer { return PolicyLayerFromValues(nil) }
+func NewPolicyLayer() *RegistryLayer { return PolicyLayerFromValues(nil) }
+
+// NewInstallerLayer returns an installer settings layer without values:
+// there is no MSI outside Windows.
+func NewInstallerLayer() *RegistryLayer { return InstallerLayerFromValues(nil) }

@@ -23,12 +23,20 @@ func DefaultFilePath() string {
 
 // NewPolicyLayer returns the layer of the values under HKLM\PolicyKey (in
 // the 64-bit view of the registry).
-func NewPolicyLayer() *PolicyLayer { return &PolicyLayer{read: readPolicyKey} }
+func NewPolicyLayer() *RegistryLayer {
+	return newPolicyLayer(func() (map[string]RegistryValue, error) { return readKey(PolicyKey) })
+}
 
-// readPolicyKey reads every value under PolicyKey; nil, nil when the key
-// does not exist. A value that cannot be read has its Err set.
-func readPolicyKey() (map[string]RegistryValue, error) {
-	k, err := registry.OpenKey(registry.LOCAL_MACHINE, PolicyKey, registry.QUERY_VALUE|registry.WOW64_64KEY)
+// NewInstallerLayer returns the layer of the values under
+// HKLM\InstallerKey (in the 64-bit view of the registry).
+func NewInstallerLayer() *RegistryLayer {
+	return newInstallerLayer(func() (map[string]RegistryValue, error) { return readKey(InstallerKey) })
+}
+
+// readKey reads every value under HKLM\path; nil, nil when the key does
+// not exist. A value that cannot be read has its Err set.
+func readKey(path string) (map[string]RegistryValue, error) {
+	k, err := registry.OpenKey(registry.LOCAL_MACHINE, path, registry.QUERY_VALUE|registry.WOW64_64KEY)
 	if errors.Is(err, registry.ErrNotExist) {
 		return nil, nil
 	}

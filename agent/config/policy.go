@@ -15,6 +15,18 @@ const PolicyKey = `SOFTWARE\Policies\sessionaudit\Agent`
 // PolicyKeyPath is PolicyKey with its hive, as people write it.
 const PolicyKeyPath = `HKLM\` + PolicyKey
 
+// InstallerKey is the registry key, under HKEY_LOCAL_MACHINE, where the
+// MSI writes the settings given as msiexec properties (COLLECTOR_ADDRESS,
+// ENROLLMENT_SECRET, CA_CERTIFICATE, CA_PIN): one value per setting, named
+// as in Definitions, as under PolicyKey. It ranks below Group Policy and
+// the config file and above the flags. The MSI reads it back at an upgrade,
+// so that an upgrade without properties keeps them. Every local user can
+// read it unless its ACL is narrowed.
+const InstallerKey = `SOFTWARE\sessionaudit\Agent`
+
+// InstallerKeyPath is InstallerKey with its hive, as people write it.
+const InstallerKeyPath = `HKLM\` + InstallerKey
+
 // Registry value types, as Windows numbers them (winnt.h).
 const (
 	RegSZ       uint32 = 1
@@ -37,36 +49,67 @@ type RegistryValue struct {
 	Err error
 }
 
-// PolicyLayer is the Group Policy layer: the values under PolicyKey. On
-// Windows NewPolicyLayer reads the registry; elsewhere it has no values,
-// and PolicyLayerFromValues makes one from given values (for tests).
-type PolicyLayer struct {
+// RegistryLayer is a layer read from one registry key under
+// HKEY_LOCAL_MACHINE, one value per setting: Group Policy (PolicyKey,
+// NewPolicyLayer) or the installer's settings (InstallerKey,
+// NewInstallerLayer). On Windows the New functions read the registry;
+// elsewhere they have no values, and PolicyLayerFromValues and
+// InstallerLayerFromValues make layers from given values (for tests).
+type RegistryLayer struct {
+	// name is the layer's name: "Group Policy", "installer settings".
+	name string
+	// what starts messages about a value or the key: "policy", "installer".
+	what string
+	// keyPath names the key in messages, hive included.
+	keyPath string
 	// read returns the values under the key; nil, nil when the key does
 	// not exist.
 	read func() (map[string]RegistryValue, error)
 }
 
-// PolicyLayerFromValues returns a policy layer whose key holds values.
-func PolicyLayerFromValues(values map[string]RegistryValue) *PolicyLayer {
-	return &PolicyLayer{read: func() (map[string]RegistryValue, error) { return values, nil }}
+// Layer names of the registry layers, as Settings.Origin reports them.
+const (
+	OriginPolicy    = "Group Policy"
+	OriginInstaller = "installer settings"
+)
+
+// newPolicyLayer returns the Group Policy layer reading with read.
+func newPolicyLayer(read func() (map[string]RegistryValue, error)) *RegistryLayer {
+	return &RegistryLayer{name: OriginPolicy, what: "policy", keyPath: PolicyKeyPath, read: read}
 }
 
-// Name returns "Group Policy".
-func (p *PolicyLayer) Name() string { return "Group Policy" }
+// newInstallerLayer returns the installer settings layer reading with read.
+func newInstallerLayer(read func() (map[string]RegistryValue, error)) *RegistryLayer {
+	return &RegistryLayer{name: OriginInstaller, what: "installer", keyPath: InstallerKeyPath, read: read}
+}
+
+// PolicyLayerFromValues returns a Group Policy layer whose key holds values.
+func PolicyLayerFromValues(values map[string]RegistryValue) *RegistryLayer {
+	return newPolicyLayer(func() (map[string]RegistryValue, error) { return values, nil })
+}
+
+// InstallerLayerFromValues returns an installer settings layer whose key
+// holds values.
+func InstallerLayerFromValues(values map[string]RegistryValue) *RegistryLayer {
+	return newInstallerLayer(func() (map[string]RegistryValue, error) { return values, nil })
+}
+
+// Name returns "Group Policy" or "installer settings".
+func (p *RegistryLayer) Name() string { return p.name }
 
 // Read reads the key. A value of another type than REG_SZ, REG_EXPAND_SZ,
 // REG_DWORD or REG_QWORD is a Warning; numbers are given in decimal (a
 // REG_SZ holding a decimal number is accepted for a DWORD setting).
-func (p *PolicyLayer) Read() (map[string]Value, []Warning) {
+func (p *RegistryLayer) Read() (map[string]Value, []Warning) {
 	regs, err := p.read()
 	if err != nil {
-		return nil, []Warning{{Layer: p.Name(), Where: "policy key " + PolicyKeyPath, Err: err}}
+		return nil, []Warning{{Layer: p.Name(), Where: p.what + " key " + p.keyPath, Err: err}}
 	}
 	values := make(map[string]Value, len(regs))
 	var warnings []Warning
 	for _, name := range slices.Sorted(maps.Keys(regs)) {
 		rv := regs[name]
-		where := "policy value " + name
+		where := p.what + " value " + name
 		if rv.Err != nil {
 			warnings = append(warnings, Warning{Setting: name, Layer: p.Name(), Where: where,
 				Err: fmt.Errorf("cannot read: %w", rv.Err)})

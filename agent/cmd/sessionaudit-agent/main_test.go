@@ -12,8 +12,8 @@ import (
 	"github.com/sessionaudit/sessionaudit/agent/config"
 )
 
-// TestLayers: Group Policy beats the config file, which beats the flags,
-// which beat the defaults; Describe says where each setting came from and
+// TestLayers: Group Policy beats the config file, which beats the
+// installer's settings, which beat the flags, which beat the defaults; Describe says where each setting came from and
 // never shows the secret.
 func TestLayers(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "agent.conf")
@@ -22,12 +22,16 @@ func TestLayers(t *testing.T) {
 	}
 	f := newRunFlags("run", &bytes.Buffer{})
 	err := f.parse([]string{"-config", conf, "-poll-interval-seconds", "20", "-log-level", "warn",
-		"-collector-address", "collector.contoso.com:8443", "-enrollment-secret", "hunter2-secret"})
+		"-collector-address", "collector.contoso.com:8443", "-enrollment-secret", "hunter2-secret", "-spool-max-mb", "8"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	policy := config.MapLayer{LayerName: "Group Policy", Values: map[string]string{config.PollIntervalSeconds: "45"}}
-	s, ws := config.Load(f.layers(policy)...)
+	installer := config.InstallerLayerFromValues(map[string]config.RegistryValue{
+		config.LogLevel:   {Type: config.RegSZ, String: "error"},
+		config.SpoolMaxMB: {Type: config.RegDWORD, Number: 16},
+	})
+	s, ws := config.Load(f.layers(policy, installer)...)
 	if len(ws) != 0 {
 		t.Errorf("warnings %v", ws)
 	}
@@ -36,6 +40,7 @@ func TestLayers(t *testing.T) {
 		"PollIntervalSeconds=45 (from Group Policy)",
 		"LogLevel=debug (from config file " + conf + ")",
 		"CollectorAddress=collector.contoso.com:8443 (from flags)",
+		"SpoolMaxMB=16 (from installer settings)",
 		"ResyncIntervalMinutes=1440 (from default)",
 	} {
 		if !slices.Contains(lines, want) {

@@ -100,10 +100,11 @@ func (f *runFlags) parse(args []string) error {
 }
 
 // layers returns the configuration layers, highest first: policy (Group
-// Policy in production, config.NewPolicyLayer), the config file, the flags.
-func (f *runFlags) layers(policy config.Layer) []config.Layer {
+// Policy in production, config.NewPolicyLayer), the config file, the
+// installer's settings (the MSI's, config.NewInstallerLayer), the flags.
+func (f *runFlags) layers(policy, installer config.Layer) []config.Layer {
 	file := config.FileLayer{Path: f.configPath, MustExist: f.configPath != ""}
-	return []config.Layer{policy, file, f.layer}
+	return []config.Layer{policy, file, installer, f.layer}
 }
 
 // newSource makes the source named by the flags.
@@ -149,7 +150,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	slog.SetDefault(log)
 
 	program := func(ctx context.Context) error {
-		watcher := config.NewWatcher(f.layers(config.NewPolicyLayer())...)
+		watcher := config.NewWatcher(f.layers(config.NewPolicyLayer(), config.NewInstallerLayer())...)
 		settings, _ := watcher.Current()
 		level.Set(settings.LogLevel)
 		clk := clock.System{}
@@ -257,7 +258,7 @@ func cmdSettings(args []string, stdout, stderr io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	s, ws := config.Load(f.layers(config.NewPolicyLayer())...)
+	s, ws := config.Load(f.layers(config.NewPolicyLayer(), config.NewInstallerLayer())...)
 	for _, line := range s.Describe() {
 		fmt.Fprintln(stdout, line)
 	}
