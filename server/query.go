@@ -60,6 +60,8 @@ func resultCount(resp any) int {
 		return len(r.GetLogonSessions()) + len(r.GetServerSessions())
 	case *pb.AccountTimelineResponse:
 		return len(r.GetLogonSessions())
+	case *pb.ListLogonSessionsResponse:
+		return len(r.GetLogonSessions())
 	case *pb.ListServerSessionsResponse:
 		return len(r.GetServerSessions())
 	case *pb.ListOpenSessionsResponse:
@@ -121,6 +123,32 @@ func (q *queryService) AccountTimeline(ctx context.Context, req *pb.AccountTimel
 	return out, nil
 }
 
+// ListLogonSessions implements QueryService.ListLogonSessions.
+func (q *queryService) ListLogonSessions(ctx context.Context, req *pb.ListLogonSessionsRequest) (*pb.ListLogonSessionsResponse, error) {
+	var p params
+	p.str("host", req.GetHost(), false)
+	p.str("account", req.GetAccount(), false)
+	p.str("authentication_package", req.GetAuthenticationPackage(), false)
+	types := p.logonTypes(req.GetLogonTypes())
+	from := p.time("start_time", req.GetStartTime(), true)
+	to := p.time("end_time", req.GetEndTime(), true)
+	cur := p.cursor("ListLogonSessions", req, req.GetPageToken())
+	if p.err != nil {
+		return nil, p.err
+	}
+	res, err := q.s.store.LogonSessions(ctx, store.LogonSessionsQuery{Host: req.GetHost(), Account: req.GetAccount(),
+		LogonTypes: types, AuthenticationPackage: req.GetAuthenticationPackage(), From: from, To: to,
+		PageSize: int(req.GetPageSize()), Cursor: cur})
+	if err != nil {
+		return nil, q.s.queryError(err)
+	}
+	out := &pb.ListLogonSessionsResponse{NextPageToken: pageToken("ListLogonSessions", req, res.NextCursor)}
+	for _, l := range res.Items {
+		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
+	}
+	return out, nil
+}
+
 // ListServerSessions implements QueryService.ListServerSessions.
 func (q *queryService) ListServerSessions(ctx context.Context, req *pb.ListServerSessionsRequest) (*pb.ListServerSessionsResponse, error) {
 	var p params
@@ -152,15 +180,7 @@ func (q *queryService) ListOpenSessions(ctx context.Context, req *pb.ListOpenSes
 	p.str("authentication_package", req.GetAuthenticationPackage(), false)
 	p.str("host", req.GetHost(), false)
 	p.str("account", req.GetAccount(), false)
-	var types []uint32
-	for i, t := range req.GetLogonTypes() {
-		v, ok := t.WMIValue()
-		if !ok {
-			p.fail(fmt.Sprintf("logon_types[%d]", i), "%v is not a logon type", t)
-			break
-		}
-		types = append(types, v)
-	}
+	types := p.logonTypes(req.GetLogonTypes())
 	cur := p.cursor("ListOpenSessions", req, req.GetPageToken())
 	if p.err != nil {
 		return nil, p.err
@@ -230,6 +250,20 @@ func (p *params) str(field, v string, required bool) {
 	case strings.ContainsRune(v, 0):
 		p.fail(field, "contains a NUL byte")
 	}
+}
+
+// logonTypes returns the raw WMI values of types.
+func (p *params) logonTypes(types []pb.LogonType) []uint32 {
+	var out []uint32
+	for i, t := range types {
+		v, ok := t.WMIValue()
+		if !ok {
+			p.fail(fmt.Sprintf("logon_types[%d]", i), "%v is not a logon type", t)
+			return nil
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func (p *params) time(field string, v *timestamppb.Timestamp, required bool) time.Time {

@@ -575,11 +575,176 @@ func (x *AccountTimelineResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ListLogonSessionsRequest filters the logon sessions of a time range.
+type ListLogonSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this host (name or machine GUID); empty means all.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// Only this account, "DOMAIN\name" (case-insensitive); empty means all.
+	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// Only these logon types; empty means all.
+	LogonTypes []LogonType `protobuf:"varint,3,rep,packed,name=logon_types,json=logonTypes,proto3,enum=sessionaudit.v1.LogonType" json:"logon_types,omitempty"`
+	// Only this authentication package (case-insensitive); empty means all.
+	AuthenticationPackage string `protobuf:"bytes,4,opt,name=authentication_package,json=authenticationPackage,proto3" json:"authentication_package,omitempty"`
+	// Start of the range. Required.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the range; at most 400 days after start_time. Required.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Page size, at most 1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLogonSessionsRequest) Reset() {
+	*x = ListLogonSessionsRequest{}
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLogonSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLogonSessionsRequest) ProtoMessage() {}
+
+func (x *ListLogonSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLogonSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListLogonSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListLogonSessionsRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ListLogonSessionsRequest) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *ListLogonSessionsRequest) GetLogonTypes() []LogonType {
+	if x != nil {
+		return x.LogonTypes
+	}
+	return nil
+}
+
+func (x *ListLogonSessionsRequest) GetAuthenticationPackage() string {
+	if x != nil {
+		return x.AuthenticationPackage
+	}
+	return ""
+}
+
+func (x *ListLogonSessionsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListLogonSessionsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListLogonSessionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListLogonSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListLogonSessionsResponse lists matching logon sessions.
+type ListLogonSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Logon sessions that overlap the range.
+	LogonSessions []*LogonSessionInterval `protobuf:"bytes,1,rep,name=logon_sessions,json=logonSessions,proto3" json:"logon_sessions,omitempty"`
+	// Token for the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLogonSessionsResponse) Reset() {
+	*x = ListLogonSessionsResponse{}
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLogonSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLogonSessionsResponse) ProtoMessage() {}
+
+func (x *ListLogonSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLogonSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListLogonSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListLogonSessionsResponse) GetLogonSessions() []*LogonSessionInterval {
+	if x != nil {
+		return x.LogonSessions
+	}
+	return nil
+}
+
+func (x *ListLogonSessionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // ListServerSessionsRequest asks for server sessions by source.
 type ListServerSessionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Remote computer (Win32_ServerSession.ComputerName, case-insensitive).
-	// At least one of from_computer, user_name and to_host is required.
+	// Remote computer (Win32_ServerSession.ComputerName, case-insensitive);
+	// empty means all. With no filter at all, every server session of the
+	// range is listed.
 	FromComputer string `protobuf:"bytes,1,opt,name=from_computer,json=fromComputer,proto3" json:"from_computer,omitempty"`
 	// Remote user (Win32_ServerSession.UserName, case-insensitive).
 	UserName string `protobuf:"bytes,2,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
@@ -599,7 +764,7 @@ type ListServerSessionsRequest struct {
 
 func (x *ListServerSessionsRequest) Reset() {
 	*x = ListServerSessionsRequest{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[8]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +776,7 @@ func (x *ListServerSessionsRequest) String() string {
 func (*ListServerSessionsRequest) ProtoMessage() {}
 
 func (x *ListServerSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[8]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +789,7 @@ func (x *ListServerSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServerSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListServerSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{8}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListServerSessionsRequest) GetFromComputer() string {
@@ -689,7 +854,7 @@ type ListServerSessionsResponse struct {
 
 func (x *ListServerSessionsResponse) Reset() {
 	*x = ListServerSessionsResponse{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[9]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +866,7 @@ func (x *ListServerSessionsResponse) String() string {
 func (*ListServerSessionsResponse) ProtoMessage() {}
 
 func (x *ListServerSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[9]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +879,7 @@ func (x *ListServerSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServerSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListServerSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{9}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListServerSessionsResponse) GetServerSessions() []*ServerSessionInterval {
@@ -752,7 +917,7 @@ type ListOpenSessionsRequest struct {
 
 func (x *ListOpenSessionsRequest) Reset() {
 	*x = ListOpenSessionsRequest{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[10]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +929,7 @@ func (x *ListOpenSessionsRequest) String() string {
 func (*ListOpenSessionsRequest) ProtoMessage() {}
 
 func (x *ListOpenSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[10]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +942,7 @@ func (x *ListOpenSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOpenSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListOpenSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{10}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOpenSessionsRequest) GetLogonTypes() []LogonType {
@@ -835,7 +1000,7 @@ type ListOpenSessionsResponse struct {
 
 func (x *ListOpenSessionsResponse) Reset() {
 	*x = ListOpenSessionsResponse{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[11]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1012,7 @@ func (x *ListOpenSessionsResponse) String() string {
 func (*ListOpenSessionsResponse) ProtoMessage() {}
 
 func (x *ListOpenSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[11]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1025,7 @@ func (x *ListOpenSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOpenSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListOpenSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{11}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListOpenSessionsResponse) GetLogonSessions() []*LogonSessionInterval {
@@ -892,7 +1057,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[12]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1069,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[12]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1082,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{12}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListHostsRequest) GetStaleAfter() *durationpb.Duration {
@@ -962,7 +1127,7 @@ type HostStatus struct {
 
 func (x *HostStatus) Reset() {
 	*x = HostStatus{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[13]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1139,7 @@ func (x *HostStatus) String() string {
 func (*HostStatus) ProtoMessage() {}
 
 func (x *HostStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[13]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1152,7 @@ func (x *HostStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostStatus.ProtoReflect.Descriptor instead.
 func (*HostStatus) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{13}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HostStatus) GetHost() *Host {
@@ -1045,7 +1210,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[14]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1222,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_query_proto_msgTypes[14]
+	mi := &file_sessionaudit_v1_query_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1235,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{14}
+	return file_sessionaudit_v1_query_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListHostsResponse) GetHosts() []*HostStatus {
@@ -1133,6 +1298,21 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"page_token\x18\x05 \x01(\tR\tpageToken\"\x8f\x01\n" +
 	"\x17AccountTimelineResponse\x12L\n" +
 	"\x0elogon_sessions\x18\x01 \x03(\v2%.sessionaudit.v1.LogonSessionIntervalR\rlogonSessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xea\x02\n" +
+	"\x18ListLogonSessionsRequest\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12;\n" +
+	"\vlogon_types\x18\x03 \x03(\x0e2\x1a.sessionaudit.v1.LogonTypeR\n" +
+	"logonTypes\x125\n" +
+	"\x16authentication_package\x18\x04 \x01(\tR\x15authenticationPackage\x129\n" +
+	"\n" +
+	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"\x91\x01\n" +
+	"\x19ListLogonSessionsResponse\x12L\n" +
+	"\x0elogon_sessions\x18\x01 \x03(\v2%.sessionaudit.v1.LogonSessionIntervalR\rlogonSessions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa4\x02\n" +
 	"\x19ListServerSessionsRequest\x12#\n" +
 	"\rfrom_computer\x18\x01 \x01(\tR\ffromComputer\x12\x1b\n" +
@@ -1176,10 +1356,11 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\x14open_server_sessions\x18\x06 \x01(\rR\x12openServerSessions\"n\n" +
 	"\x11ListHostsResponse\x121\n" +
 	"\x05hosts\x18\x01 \x03(\v2\x1b.sessionaudit.v1.HostStatusR\x05hosts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xf1\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xdd\x04\n" +
 	"\fQueryService\x12O\n" +
 	"\bWhoWasOn\x12 .sessionaudit.v1.WhoWasOnRequest\x1a!.sessionaudit.v1.WhoWasOnResponse\x12d\n" +
-	"\x0fAccountTimeline\x12'.sessionaudit.v1.AccountTimelineRequest\x1a(.sessionaudit.v1.AccountTimelineResponse\x12m\n" +
+	"\x0fAccountTimeline\x12'.sessionaudit.v1.AccountTimelineRequest\x1a(.sessionaudit.v1.AccountTimelineResponse\x12j\n" +
+	"\x11ListLogonSessions\x12).sessionaudit.v1.ListLogonSessionsRequest\x1a*.sessionaudit.v1.ListLogonSessionsResponse\x12m\n" +
 	"\x12ListServerSessions\x12*.sessionaudit.v1.ListServerSessionsRequest\x1a+.sessionaudit.v1.ListServerSessionsResponse\x12g\n" +
 	"\x10ListOpenSessions\x12(.sessionaudit.v1.ListOpenSessionsRequest\x1a).sessionaudit.v1.ListOpenSessionsResponse\x12R\n" +
 	"\tListHosts\x12!.sessionaudit.v1.ListHostsRequest\x1a\".sessionaudit.v1.ListHostsResponseBKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
@@ -1196,7 +1377,7 @@ func file_sessionaudit_v1_query_proto_rawDescGZIP() []byte {
 	return file_sessionaudit_v1_query_proto_rawDescData
 }
 
-var file_sessionaudit_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_sessionaudit_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_sessionaudit_v1_query_proto_goTypes = []any{
 	(*SessionEnd)(nil),                 // 0: sessionaudit.v1.SessionEnd
 	(*HostRef)(nil),                    // 1: sessionaudit.v1.HostRef
@@ -1206,62 +1387,70 @@ var file_sessionaudit_v1_query_proto_goTypes = []any{
 	(*WhoWasOnResponse)(nil),           // 5: sessionaudit.v1.WhoWasOnResponse
 	(*AccountTimelineRequest)(nil),     // 6: sessionaudit.v1.AccountTimelineRequest
 	(*AccountTimelineResponse)(nil),    // 7: sessionaudit.v1.AccountTimelineResponse
-	(*ListServerSessionsRequest)(nil),  // 8: sessionaudit.v1.ListServerSessionsRequest
-	(*ListServerSessionsResponse)(nil), // 9: sessionaudit.v1.ListServerSessionsResponse
-	(*ListOpenSessionsRequest)(nil),    // 10: sessionaudit.v1.ListOpenSessionsRequest
-	(*ListOpenSessionsResponse)(nil),   // 11: sessionaudit.v1.ListOpenSessionsResponse
-	(*ListHostsRequest)(nil),           // 12: sessionaudit.v1.ListHostsRequest
-	(*HostStatus)(nil),                 // 13: sessionaudit.v1.HostStatus
-	(*ListHostsResponse)(nil),          // 14: sessionaudit.v1.ListHostsResponse
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
-	(*LogonSession)(nil),               // 16: sessionaudit.v1.LogonSession
-	(*ServerSession)(nil),              // 17: sessionaudit.v1.ServerSession
-	(LogonType)(0),                     // 18: sessionaudit.v1.LogonType
-	(*durationpb.Duration)(nil),        // 19: google.protobuf.Duration
-	(*Host)(nil),                       // 20: sessionaudit.v1.Host
+	(*ListLogonSessionsRequest)(nil),   // 8: sessionaudit.v1.ListLogonSessionsRequest
+	(*ListLogonSessionsResponse)(nil),  // 9: sessionaudit.v1.ListLogonSessionsResponse
+	(*ListServerSessionsRequest)(nil),  // 10: sessionaudit.v1.ListServerSessionsRequest
+	(*ListServerSessionsResponse)(nil), // 11: sessionaudit.v1.ListServerSessionsResponse
+	(*ListOpenSessionsRequest)(nil),    // 12: sessionaudit.v1.ListOpenSessionsRequest
+	(*ListOpenSessionsResponse)(nil),   // 13: sessionaudit.v1.ListOpenSessionsResponse
+	(*ListHostsRequest)(nil),           // 14: sessionaudit.v1.ListHostsRequest
+	(*HostStatus)(nil),                 // 15: sessionaudit.v1.HostStatus
+	(*ListHostsResponse)(nil),          // 16: sessionaudit.v1.ListHostsResponse
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*LogonSession)(nil),               // 18: sessionaudit.v1.LogonSession
+	(*ServerSession)(nil),              // 19: sessionaudit.v1.ServerSession
+	(LogonType)(0),                     // 20: sessionaudit.v1.LogonType
+	(*durationpb.Duration)(nil),        // 21: google.protobuf.Duration
+	(*Host)(nil),                       // 22: sessionaudit.v1.Host
 }
 var file_sessionaudit_v1_query_proto_depIdxs = []int32{
-	15, // 0: sessionaudit.v1.SessionEnd.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 1: sessionaudit.v1.SessionEnd.end_before:type_name -> google.protobuf.Timestamp
+	17, // 0: sessionaudit.v1.SessionEnd.last_seen:type_name -> google.protobuf.Timestamp
+	17, // 1: sessionaudit.v1.SessionEnd.end_before:type_name -> google.protobuf.Timestamp
 	1,  // 2: sessionaudit.v1.LogonSessionInterval.host:type_name -> sessionaudit.v1.HostRef
-	15, // 3: sessionaudit.v1.LogonSessionInterval.boot_time:type_name -> google.protobuf.Timestamp
-	16, // 4: sessionaudit.v1.LogonSessionInterval.session:type_name -> sessionaudit.v1.LogonSession
+	17, // 3: sessionaudit.v1.LogonSessionInterval.boot_time:type_name -> google.protobuf.Timestamp
+	18, // 4: sessionaudit.v1.LogonSessionInterval.session:type_name -> sessionaudit.v1.LogonSession
 	0,  // 5: sessionaudit.v1.LogonSessionInterval.end:type_name -> sessionaudit.v1.SessionEnd
 	1,  // 6: sessionaudit.v1.ServerSessionInterval.host:type_name -> sessionaudit.v1.HostRef
-	15, // 7: sessionaudit.v1.ServerSessionInterval.start_time:type_name -> google.protobuf.Timestamp
-	17, // 8: sessionaudit.v1.ServerSessionInterval.session:type_name -> sessionaudit.v1.ServerSession
+	17, // 7: sessionaudit.v1.ServerSessionInterval.start_time:type_name -> google.protobuf.Timestamp
+	19, // 8: sessionaudit.v1.ServerSessionInterval.session:type_name -> sessionaudit.v1.ServerSession
 	0,  // 9: sessionaudit.v1.ServerSessionInterval.end:type_name -> sessionaudit.v1.SessionEnd
-	15, // 10: sessionaudit.v1.WhoWasOnRequest.at:type_name -> google.protobuf.Timestamp
+	17, // 10: sessionaudit.v1.WhoWasOnRequest.at:type_name -> google.protobuf.Timestamp
 	2,  // 11: sessionaudit.v1.WhoWasOnResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
 	3,  // 12: sessionaudit.v1.WhoWasOnResponse.server_sessions:type_name -> sessionaudit.v1.ServerSessionInterval
-	15, // 13: sessionaudit.v1.AccountTimelineRequest.start_time:type_name -> google.protobuf.Timestamp
-	15, // 14: sessionaudit.v1.AccountTimelineRequest.end_time:type_name -> google.protobuf.Timestamp
+	17, // 13: sessionaudit.v1.AccountTimelineRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 14: sessionaudit.v1.AccountTimelineRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 15: sessionaudit.v1.AccountTimelineResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
-	15, // 16: sessionaudit.v1.ListServerSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	15, // 17: sessionaudit.v1.ListServerSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 18: sessionaudit.v1.ListServerSessionsResponse.server_sessions:type_name -> sessionaudit.v1.ServerSessionInterval
-	18, // 19: sessionaudit.v1.ListOpenSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
-	2,  // 20: sessionaudit.v1.ListOpenSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
-	19, // 21: sessionaudit.v1.ListHostsRequest.stale_after:type_name -> google.protobuf.Duration
-	20, // 22: sessionaudit.v1.HostStatus.host:type_name -> sessionaudit.v1.Host
-	15, // 23: sessionaudit.v1.HostStatus.first_seen:type_name -> google.protobuf.Timestamp
-	15, // 24: sessionaudit.v1.HostStatus.last_seen:type_name -> google.protobuf.Timestamp
-	13, // 25: sessionaudit.v1.ListHostsResponse.hosts:type_name -> sessionaudit.v1.HostStatus
-	4,  // 26: sessionaudit.v1.QueryService.WhoWasOn:input_type -> sessionaudit.v1.WhoWasOnRequest
-	6,  // 27: sessionaudit.v1.QueryService.AccountTimeline:input_type -> sessionaudit.v1.AccountTimelineRequest
-	8,  // 28: sessionaudit.v1.QueryService.ListServerSessions:input_type -> sessionaudit.v1.ListServerSessionsRequest
-	10, // 29: sessionaudit.v1.QueryService.ListOpenSessions:input_type -> sessionaudit.v1.ListOpenSessionsRequest
-	12, // 30: sessionaudit.v1.QueryService.ListHosts:input_type -> sessionaudit.v1.ListHostsRequest
-	5,  // 31: sessionaudit.v1.QueryService.WhoWasOn:output_type -> sessionaudit.v1.WhoWasOnResponse
-	7,  // 32: sessionaudit.v1.QueryService.AccountTimeline:output_type -> sessionaudit.v1.AccountTimelineResponse
-	9,  // 33: sessionaudit.v1.QueryService.ListServerSessions:output_type -> sessionaudit.v1.ListServerSessionsResponse
-	11, // 34: sessionaudit.v1.QueryService.ListOpenSessions:output_type -> sessionaudit.v1.ListOpenSessionsResponse
-	14, // 35: sessionaudit.v1.QueryService.ListHosts:output_type -> sessionaudit.v1.ListHostsResponse
-	31, // [31:36] is the sub-list for method output_type
-	26, // [26:31] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	20, // 16: sessionaudit.v1.ListLogonSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
+	17, // 17: sessionaudit.v1.ListLogonSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 18: sessionaudit.v1.ListLogonSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: sessionaudit.v1.ListLogonSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
+	17, // 20: sessionaudit.v1.ListServerSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 21: sessionaudit.v1.ListServerSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 22: sessionaudit.v1.ListServerSessionsResponse.server_sessions:type_name -> sessionaudit.v1.ServerSessionInterval
+	20, // 23: sessionaudit.v1.ListOpenSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
+	2,  // 24: sessionaudit.v1.ListOpenSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
+	21, // 25: sessionaudit.v1.ListHostsRequest.stale_after:type_name -> google.protobuf.Duration
+	22, // 26: sessionaudit.v1.HostStatus.host:type_name -> sessionaudit.v1.Host
+	17, // 27: sessionaudit.v1.HostStatus.first_seen:type_name -> google.protobuf.Timestamp
+	17, // 28: sessionaudit.v1.HostStatus.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 29: sessionaudit.v1.ListHostsResponse.hosts:type_name -> sessionaudit.v1.HostStatus
+	4,  // 30: sessionaudit.v1.QueryService.WhoWasOn:input_type -> sessionaudit.v1.WhoWasOnRequest
+	6,  // 31: sessionaudit.v1.QueryService.AccountTimeline:input_type -> sessionaudit.v1.AccountTimelineRequest
+	8,  // 32: sessionaudit.v1.QueryService.ListLogonSessions:input_type -> sessionaudit.v1.ListLogonSessionsRequest
+	10, // 33: sessionaudit.v1.QueryService.ListServerSessions:input_type -> sessionaudit.v1.ListServerSessionsRequest
+	12, // 34: sessionaudit.v1.QueryService.ListOpenSessions:input_type -> sessionaudit.v1.ListOpenSessionsRequest
+	14, // 35: sessionaudit.v1.QueryService.ListHosts:input_type -> sessionaudit.v1.ListHostsRequest
+	5,  // 36: sessionaudit.v1.QueryService.WhoWasOn:output_type -> sessionaudit.v1.WhoWasOnResponse
+	7,  // 37: sessionaudit.v1.QueryService.AccountTimeline:output_type -> sessionaudit.v1.AccountTimelineResponse
+	9,  // 38: sessionaudit.v1.QueryService.ListLogonSessions:output_type -> sessionaudit.v1.ListLogonSessionsResponse
+	11, // 39: sessionaudit.v1.QueryService.ListServerSessions:output_type -> sessionaudit.v1.ListServerSessionsResponse
+	13, // 40: sessionaudit.v1.QueryService.ListOpenSessions:output_type -> sessionaudit.v1.ListOpenSessionsResponse
+	16, // 41: sessionaudit.v1.QueryService.ListHosts:output_type -> sessionaudit.v1.ListHostsResponse
+	36, // [36:42] is the sub-list for method output_type
+	30, // [30:36] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_query_proto_init() }
@@ -1277,7 +1466,7 @@ func file_sessionaudit_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionaudit_v1_query_proto_rawDesc), len(file_sessionaudit_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

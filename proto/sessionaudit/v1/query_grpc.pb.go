@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	QueryService_WhoWasOn_FullMethodName           = "/sessionaudit.v1.QueryService/WhoWasOn"
 	QueryService_AccountTimeline_FullMethodName    = "/sessionaudit.v1.QueryService/AccountTimeline"
+	QueryService_ListLogonSessions_FullMethodName  = "/sessionaudit.v1.QueryService/ListLogonSessions"
 	QueryService_ListServerSessions_FullMethodName = "/sessionaudit.v1.QueryService/ListServerSessions"
 	QueryService_ListOpenSessions_FullMethodName   = "/sessionaudit.v1.QueryService/ListOpenSessions"
 	QueryService_ListHosts_FullMethodName          = "/sessionaudit.v1.QueryService/ListHosts"
@@ -53,9 +54,14 @@ type QueryServiceClient interface {
 	// AccountTimeline lists every logon session of one account, fleet-wide,
 	// that overlaps a time range, ordered by start.
 	AccountTimeline(ctx context.Context, in *AccountTimelineRequest, opts ...grpc.CallOption) (*AccountTimelineResponse, error)
+	// ListLogonSessions lists logon sessions that overlap a time range,
+	// fleet-wide or on one host, filtered by account, logon type or
+	// authentication package, ordered by start: a host's timeline, or an
+	// export of a range.
+	ListLogonSessions(ctx context.Context, in *ListLogonSessionsRequest, opts ...grpc.CallOption) (*ListLogonSessionsResponse, error)
 	// ListServerSessions lists server (SMB) sessions, fleet-wide, that overlap
-	// a time range, from a remote computer and/or by a remote user, ordered by
-	// start.
+	// a time range, from a remote computer and/or by a remote user and/or to a
+	// host (no filter: all of them, an export), ordered by start.
 	ListServerSessions(ctx context.Context, in *ListServerSessionsRequest, opts ...grpc.CallOption) (*ListServerSessionsResponse, error)
 	// ListOpenSessions lists logon sessions open now, fleet-wide, with filters,
 	// ordered by host and start.
@@ -87,6 +93,16 @@ func (c *queryServiceClient) AccountTimeline(ctx context.Context, in *AccountTim
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AccountTimelineResponse)
 	err := c.cc.Invoke(ctx, QueryService_AccountTimeline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queryServiceClient) ListLogonSessions(ctx context.Context, in *ListLogonSessionsRequest, opts ...grpc.CallOption) (*ListLogonSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLogonSessionsResponse)
+	err := c.cc.Invoke(ctx, QueryService_ListLogonSessions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -150,9 +166,14 @@ type QueryServiceServer interface {
 	// AccountTimeline lists every logon session of one account, fleet-wide,
 	// that overlaps a time range, ordered by start.
 	AccountTimeline(context.Context, *AccountTimelineRequest) (*AccountTimelineResponse, error)
+	// ListLogonSessions lists logon sessions that overlap a time range,
+	// fleet-wide or on one host, filtered by account, logon type or
+	// authentication package, ordered by start: a host's timeline, or an
+	// export of a range.
+	ListLogonSessions(context.Context, *ListLogonSessionsRequest) (*ListLogonSessionsResponse, error)
 	// ListServerSessions lists server (SMB) sessions, fleet-wide, that overlap
-	// a time range, from a remote computer and/or by a remote user, ordered by
-	// start.
+	// a time range, from a remote computer and/or by a remote user and/or to a
+	// host (no filter: all of them, an export), ordered by start.
 	ListServerSessions(context.Context, *ListServerSessionsRequest) (*ListServerSessionsResponse, error)
 	// ListOpenSessions lists logon sessions open now, fleet-wide, with filters,
 	// ordered by host and start.
@@ -175,6 +196,9 @@ func (UnimplementedQueryServiceServer) WhoWasOn(context.Context, *WhoWasOnReques
 }
 func (UnimplementedQueryServiceServer) AccountTimeline(context.Context, *AccountTimelineRequest) (*AccountTimelineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AccountTimeline not implemented")
+}
+func (UnimplementedQueryServiceServer) ListLogonSessions(context.Context, *ListLogonSessionsRequest) (*ListLogonSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListLogonSessions not implemented")
 }
 func (UnimplementedQueryServiceServer) ListServerSessions(context.Context, *ListServerSessionsRequest) (*ListServerSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListServerSessions not implemented")
@@ -238,6 +262,24 @@ func _QueryService_AccountTimeline_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(QueryServiceServer).AccountTimeline(ctx, req.(*AccountTimelineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueryService_ListLogonSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLogonSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueryServiceServer).ListLogonSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueryService_ListLogonSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueryServiceServer).ListLogonSessions(ctx, req.(*ListLogonSessionsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -310,6 +352,10 @@ var QueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AccountTimeline",
 			Handler:    _QueryService_AccountTimeline_Handler,
+		},
+		{
+			MethodName: "ListLogonSessions",
+			Handler:    _QueryService_ListLogonSessions_Handler,
 		},
 		{
 			MethodName: "ListServerSessions",
