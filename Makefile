@@ -16,7 +16,7 @@ MAINS := $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sessionaudit/sessionaudit/agent.Version=$(VERSION)
 
-.PHONY: help build build-linux build-windows test lint fmt-check vet proto proto-check tools demo image image-test clean
+.PHONY: help build build-linux build-windows test lint fmt-check vet proto proto-check tools demo image image-test msi wine-e2e clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ image: ## Build the collector's container image (FROM scratch, no registry; see 
 
 image-test: ## Build the collector's image and test it against PostgreSQL with simulated agents.
 	@deploy/collector/test-image
+
+msi: ## Build the agent's MSI with wixl into bin/windows-amd64/ (signed when SIGN_* is set; deploy/windows/build-msi).
+	@VERSION='$(VERSION)' deploy/windows/build-msi
+
+wine-e2e: ## Install the MSI under Wine, enroll with a loopback collector, check PostgreSQL, upgrade, remove (deploy/windows/wine/e2e).
+	@deploy/windows/wine/e2e
 
 clean: ## Remove build output.
 	rm -rf bin
