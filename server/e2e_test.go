@@ -1071,3 +1071,46 @@ func TestSlowStorePushesBack(t *testing.T) {
 		t.Fatalf("after shutdown: %v", got)
 	}
 }
+
+// TestEnrollNameClash: an agent enrolling for a host name that another
+// host with an enabled agent has is enrolled, and alerted on (C12); a
+// disabled agent's host does not count.
+func TestEnrollNameClash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.start(nil, nil)
+	clashes := func() string {
+		rec := httptest.NewRecorder()
+		c.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, line := range strings.Split(rec.Body.String(), "\n") {
+			if strings.HasPrefix(line, "sessionaudit_enrollment_name_clashes_total ") {
+				return strings.TrimPrefix(line, "sessionaudit_enrollment_name_clashes_total ")
+			}
+		}
+		return "absent"
+	}
+	// enroll names the host "ws-" and the GUID's first four characters.
+	first := e.enroll(c, "abcd0000-0000-0000-0000-000000000001")
+	if got := clashes(); got != "0" {
+		t.Fatalf("after one host: clashes = %s, want 0", got)
+	}
+	e.enroll(c, "abce0000-0000-0000-0000-000000000002")
+	if got := clashes(); got != "0" {
+		t.Fatalf("after a host of another name: clashes = %s, want 0", got)
+	}
+	e.enroll(c, "abcd0000-0000-0000-0000-000000000003") // ws-abcd again
+	if got := clashes(); got != "1" {
+		t.Fatalf("after a host taking ws-abcd: clashes = %s, want 1", got)
+	}
+	guids, err := e.st.HostsNamedLike(context.Background(), "WS-ABCD", "corp", "abcd0000-0000-0000-0000-000000000003")
+	if err != nil || len(guids) != 1 || guids[0] != first.guid {
+		t.Fatalf("HostsNamedLike = %v, %v; want [%s]", guids, err, first.guid)
+	}
+	if err := e.st.SetAgentDisabled(context.Background(), first.id, true); err != nil {
+		t.Fatal(err)
+	}
+	guids, err = e.st.HostsNamedLike(context.Background(), "ws-abcd", "CORP", "abcd0000-0000-0000-0000-000000000003")
+	if err != nil || len(guids) != 0 {
+		t.Fatalf("HostsNamedLike after disabling the first agent = %v, %v; want none", guids, err)
+	}
+}

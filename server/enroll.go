@@ -103,6 +103,7 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 		return nil, c.storeFailure("enroll", err)
 	}
 	s.metrics.enrollments.WithLabelValues("ok").Inc()
+	c.checkNameClash(ctx, agentID, guid, h, src)
 	s.log.Info("agent enrolled", "agent", agentID, "machine_guid", guid, "hostname", h.GetHostname(),
 		"peer", src, "serial", issued.Certificate.SerialNumber.Text(16), "not_after", issued.Certificate.NotAfter)
 	return &pb.EnrollResponse{
@@ -112,6 +113,28 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 		NotAfter:       timestamppb.New(issued.Certificate.NotAfter),
 		RenewAfter:     timestamppb.New(issued.RenewAfter),
 	}, nil
+}
+
+// checkNameClash alerts when a new agent's host takes the name of another
+// host that has an enabled agent (C12): a re-imaged machine with a new
+// machine GUID, or a fake host posing as a real one to fill its history
+// with invented sessions. The enrollment stands (both can be legitimate);
+// the alert and sessionaudit_enrollment_name_clashes_total tell an admin
+// to look, and query results always carry the machine GUID beside the name.
+func (c *collectorService) checkNameClash(ctx context.Context, agentID, guid string, h *pb.Host, src string) {
+	s := c.s
+	others, err := s.store.HostsNamedLike(ctx, h.GetHostname(), h.GetDomain(), guid)
+	if err != nil {
+		s.log.Warn("enroll: could not check for hosts of the same name", "agent", agentID, "err", err)
+		return
+	}
+	if len(others) == 0 {
+		return
+	}
+	s.metrics.nameClashes.Inc()
+	s.log.Error("ALERT agent enrolled for a host name another enabled host has (re-imaged machine, or a fake host?)",
+		"agent", agentID, "machine_guid", guid, "hostname", h.GetHostname(), "domain", h.GetDomain(),
+		"other_machine_guids", strings.Join(others, ","), "peer", src)
 }
 
 // reenrollByProof renews an agent whose certificate expired (C5): the same

@@ -14,6 +14,7 @@ type metrics struct {
 	ingest      prometheus.Histogram     // seconds in the store
 	storeErrors prometheus.Counter       // store failures not caused by input
 	enrollments *prometheus.CounterVec   // result
+	nameClashes prometheus.Counter       // enrollments taking another host's name
 	renewals    *prometheus.CounterVec   // result
 	queries     *prometheus.CounterVec   // method, code
 	queryTime   *prometheus.HistogramVec // method
@@ -57,6 +58,10 @@ func newMetrics(reg *prometheus.Registry, agentsConnected func() float64) *metri
 			Name: "sessionaudit_store_errors_total",
 			Help: "Store calls that failed for a reason other than the input (database down, timeout).",
 		}),
+		nameClashes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionaudit_enrollment_name_clashes_total",
+			Help: "Enrollments whose host name and domain were those of another host with an enabled agent (possible fake host).",
+		}),
 		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionaudit_enrollments_total",
 			Help: "Enroll calls by result.",
@@ -87,7 +92,7 @@ func newMetrics(reg *prometheus.Registry, agentsConnected func() float64) *metri
 			Help: "1 when the collector serves without TLS (development only).",
 		}),
 	}
-	reg.MustRegister(m.batches, m.reports, m.sessions, m.ingest, m.storeErrors, m.enrollments,
+	reg.MustRegister(m.batches, m.reports, m.sessions, m.ingest, m.storeErrors, m.enrollments, m.nameClashes,
 		m.renewals, m.queries, m.queryTime, m.connections, m.refusedConn, m.plaintext,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sessionaudit_agents_connected",

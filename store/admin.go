@@ -720,3 +720,25 @@ func validExpiry(field string, t, now time.Time) error {
 	}
 	return nil
 }
+
+// HostsNamedLike returns the machine GUIDs of the other hosts, with an
+// enabled agent, whose host name and domain equal hostname and domain
+// (without regard to case), excluding machineGUID: a new enrollment that
+// takes the name of a known host may be a fake host (security.md C12).
+func (s *Store) HostsNamedLike(ctx context.Context, hostname, domain, machineGUID string) ([]string, error) {
+	if hostname == "" {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT h.machine_guid FROM host h JOIN agent a ON a.host_id = h.host_id
+		WHERE lower(h.hostname) = lower($1) AND lower(h.domain) = lower($2) AND h.machine_guid <> $3
+		  AND a.disabled_at IS NULL
+		ORDER BY h.machine_guid`, hostname, domain, machineGUID)
+	if err != nil {
+		return nil, fmt.Errorf("store: find hosts named %q: %w", hostname, err)
+	}
+	guids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: find hosts named %q: %w", hostname, err)
+	}
+	return guids, nil
+}
