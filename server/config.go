@@ -138,6 +138,9 @@ type Config struct {
 	IngestTimeout time.Duration
 	// QueryTimeout bounds one query; default DefaultQueryTimeout.
 	QueryTimeout time.Duration
+	// MaxExportRows bounds one export of the HTTP API; default
+	// httpapi.DefaultMaxExportRows.
+	MaxExportRows int
 	// RetryDelay is the base of the delay sent with UNAVAILABLE; default
 	// DefaultRetryDelay.
 	RetryDelay time.Duration

@@ -48,6 +48,7 @@ type Server struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	bg       sync.WaitGroup
+	web      webServers
 }
 
 // New returns a collector serving st with cfg. It fails when cfg lacks what
@@ -156,10 +157,16 @@ func (s *Server) ListenAndServe() error {
 // NOT_SERVING, and waits for calls in flight (batches being committed) to
 // finish until ctx is done; then it closes every connection, cancelling
 // what still runs (an agent whose batch was cut off resends it; nothing
-// acknowledged is lost). It returns ctx's error if it had to cut calls off.
+// acknowledged is lost). The HTTP listeners of ServeWeb stop the same way.
+// It returns ctx's error if it had to cut calls off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.health.Shutdown()
+	webDone := make(chan struct{})
+	go func() {
+		s.web.shutdown(ctx)
+		close(webDone)
+	}()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -174,6 +181,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
+	<-webDone
 	s.bg.Wait()
 	s.log.Info("collector stopped")
 	return err

@@ -1,0 +1,40 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+)
+
+// ContentSecurityPolicy is the Content-Security-Policy of every answer of
+// the collector's HTTP listener: the web UI loads only its own scripts,
+// styles and data, and cannot be framed.
+const ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+// Site returns the collector's HTTP listener's handler: api under /api/
+// and ui (the web UI, nil for none) at /, every answer with the security
+// headers (Content-Security-Policy, X-Content-Type-Options: nosniff,
+// Referrer-Policy: no-referrer, X-Frame-Options: DENY) and the API's with
+// Cache-Control: no-store.
+func Site(api, ui http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", api)
+	if ui != nil {
+		mux.Handle("/", ui)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/") {
+			h.Set("Cache-Control", "no-store")
+			if r.URL.Path == "/api" {
+				api.ServeHTTP(w, r)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
