@@ -92,3 +92,73 @@ func newBenchDatabase(b *testing.B) string {
 	b.Helper()
 	return storetestNewDatabase(b)
 }
+
+// BenchmarkHeartbeats measures how many agents' heartbeats the store takes
+// per second, 64 agents at a time (as 64 concurrent Ingest calls would
+// offer them): one Ingest transaction each, or IngestHeartbeats grouping
+// them into one statement. docs/benchmarks.md quotes the ratio.
+func BenchmarkHeartbeats(b *testing.B) {
+	const agents = 64
+	url := newBenchDatabase(b)
+	ctx := context.Background()
+	s, err := Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	if err := s.EnsurePartitions(ctx, base); err != nil {
+		b.Fatal(err)
+	}
+	guidOf := func(a int) string { return fmt.Sprintf("00000000-0000-0000-0000-%012d", a) }
+	for a := range agents {
+		r := Report{Sequence: 1, Kind: KindFull, ObservedAt: base, Host: &Host{Hostname: fmt.Sprint("hb", a), LastBootTime: base.Add(-time.Hour)},
+			LogonSessions: []LogonSession{{LogonID: "1", LogonType: u32(2), StartTime: base.Add(-time.Minute)}}}
+		if _, err := s.Ingest(ctx, fmt.Sprint("agent-", a), guidOf(a), []Report{r}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	seq := uint64(1)
+	next := func() []Heartbeat {
+		seq++
+		hbs := make([]Heartbeat, agents)
+		for a := range hbs {
+			hbs[a] = Heartbeat{AgentID: fmt.Sprint("agent-", a), MachineGUID: guidOf(a), Sequence: seq, BaseSequence: 1,
+				ObservedAt: base.Add(time.Duration(seq) * time.Millisecond)}
+		}
+		return hbs
+	}
+	b.Run("Ingest", func(b *testing.B) {
+		for range b.N {
+			hbs := next()
+			errs := make(chan error, agents)
+			for _, h := range hbs {
+				go func() {
+					_, err := s.Ingest(ctx, h.AgentID, h.MachineGUID, []Report{{Kind: KindHeartbeat, Sequence: h.Sequence,
+						BaseSequence: h.BaseSequence, ObservedAt: h.ObservedAt}})
+					errs <- err
+				}()
+			}
+			for range hbs {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(agents*b.N)/b.Elapsed().Seconds(), "heartbeats/s")
+	})
+	b.Run("IngestHeartbeats", func(b *testing.B) {
+		for range b.N {
+			applied, err := s.IngestHeartbeats(ctx, next())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i, ok := range applied {
+				if !ok {
+					b.Fatalf("heartbeat %d not applied", i)
+				}
+			}
+		}
+		b.ReportMetric(float64(agents*b.N)/b.Elapsed().Seconds(), "heartbeats/s")
+	})
+}
