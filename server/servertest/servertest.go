@@ -6,9 +6,12 @@ package servertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +29,15 @@ type Collector struct {
 	// the collector on the same port.
 	Addr string
 
+	// WebURL is the base URL of the HTTP API and web UI
+	// ("https://127.0.0.1:port"), when Options.Web asked for them.
+	WebURL string
+	// WebClient is an HTTP client that trusts the collector's certificate,
+	// when Options.Web asked for the HTTP listener.
+	WebClient *http.Client
+
 	done     chan error
+	webDone  chan error
 	stopOnce sync.Once
 }
 
@@ -40,6 +51,10 @@ type Options struct {
 	// arguments, no agent cache, a 100 ms retry delay, a 200 ms health
 	// interval and no logging.
 	Adjust func(*server.Config)
+	// Web also serves the HTTP API on another loopback port (HTTPS, or
+	// HTTP with InsecurePlaintextDev), with UI at / when not nil.
+	Web bool
+	UI  http.Handler
 }
 
 // Start serves a collector over st on addr ("127.0.0.1:0" the first time;
@@ -80,6 +95,9 @@ func Start(t testing.TB, st *store.Store, ca *pki.CA, trust *pki.Trust, addr str
 	}
 	c := &Collector{Server: srv, Addr: lis.Addr().String(), done: make(chan error, 1)}
 	go func() { c.done <- srv.Serve(lis) }()
+	if opts.Web {
+		c.startWeb(t, ca, cfg.InsecurePlaintextDev, opts.UI)
+	}
 	t.Cleanup(func() { c.Stop(t, 5*time.Second) })
 	return c
 }
@@ -94,5 +112,34 @@ func (c *Collector) Stop(t testing.TB, grace time.Duration) {
 		if err := <-c.done; err != nil {
 			t.Errorf("servertest: Serve: %v", err)
 		}
+		if c.webDone != nil {
+			if err := <-c.webDone; err != nil {
+				t.Errorf("servertest: ServeWeb: %v", err)
+			}
+		}
 	})
+}
+
+// startWeb serves the HTTP listener on a loopback port and makes a client
+// that trusts ca.
+func (c *Collector) startWeb(t testing.TB, ca *pki.CA, plaintext bool, ui http.Handler) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("servertest: listen for HTTP: %v", err)
+	}
+	c.webDone = make(chan error, 1)
+	go func() { c.webDone <- c.Server.ServeWeb(lis, ui) }()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: true,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	c.WebClient = &http.Client{Transport: tr, Timeout: time.Minute}
+	c.WebURL = "https://" + lis.Addr().String()
+	if plaintext {
+		c.WebURL = "http://" + lis.Addr().String()
+	}
 }

@@ -15,13 +15,16 @@ import (
 	"time"
 
 	"github.com/sessionaudit/sessionaudit/server"
+	"github.com/sessionaudit/sessionaudit/server/httpapi"
 	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/server/web"
 	"github.com/sessionaudit/sessionaudit/store"
 )
 
 // serveOptions are serve's flags beyond server.Config's own.
 type serveOptions struct {
 	metricsListen   string
+	httpListen      string
 	pkiDir          string
 	agentCACert     string
 	agentCAKey      string
@@ -39,12 +42,17 @@ func (c *cli) serveCommand() *command {
 	var o serveOptions
 	var cfg server.Config
 	cmd := newCommand("serve", "", "Run the collector: migrate the database, then serve agents (CollectorService)\n"+
-		"and analysts (QueryService) over gRPC with TLS, the gRPC health service, and\n"+
-		"Prometheus metrics on a separate HTTP address. SIGTERM or SIGINT stops it\n"+
+		"and analysts (QueryService) over gRPC with TLS, the gRPC health service, the\n"+
+		"HTTP JSON API and web UI over HTTPS (--http-listen), and Prometheus metrics on\n"+
+		"a separate HTTP address. SIGTERM or SIGINT stops it\n"+
 		"gracefully: batches in flight are finished and acknowledged first.\n"+
 		"Certificates come from --pki-dir as 'init-pki' writes them, unless given one by one.")
 	c.databaseFlag(cmd)
 	cmd.String(&cfg.ListenAddress, "listen", "SESSIONAUDIT_LISTEN", server.DefaultListenAddress, "gRPC address for agents and analysts")
+	cmd.String(&o.httpListen, "http-listen", "SESSIONAUDIT_HTTP_LISTEN", ":8444",
+		"HTTPS address of the HTTP JSON API (/api/v1/) and the web UI (/), with the server certificate; empty turns it off")
+	cmd.Int(&cfg.MaxExportRows, "max-export-rows", "SESSIONAUDIT_MAX_EXPORT_ROWS", httpapi.DefaultMaxExportRows,
+		"most rows of one HTTP export; a larger one is cut off")
 	cmd.String(&o.metricsListen, "metrics-listen", "SESSIONAUDIT_METRICS_LISTEN", "127.0.0.1:9464", "HTTP address of /metrics (Prometheus); empty turns it off")
 	cmd.String(&o.pkiDir, "pki-dir", "SESSIONAUDIT_PKI_DIR", "/etc/sessionaudit/pki", "directory of the files 'init-pki' writes")
 	cmd.String(&o.agentCACert, "agent-ca-cert", "SESSIONAUDIT_AGENT_CA_CERT", "", "agent CA certificate (default PKI-DIR/"+agentCACertFile+")")
@@ -163,6 +171,20 @@ func (c *cli) serve(ctx context.Context, cfg server.Config, o serveOptions) erro
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.ListenAddress, err)
 	}
+	var webLis net.Listener
+	if o.httpListen != "" {
+		if webLis, err = net.Listen("tcp", o.httpListen); err != nil {
+			lis.Close()
+			return fmt.Errorf("--http-listen %s: %w", o.httpListen, err)
+		}
+		if cfg.InsecurePlaintextDev {
+			if tcp, ok := webLis.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+				lis.Close()
+				webLis.Close()
+				return usageError{fmt.Sprintf("--http-listen %s: --insecure-plaintext-dev serves HTTP only on a loopback address (or turn it off with --http-listen '')", o.httpListen)}
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go maintainPartitions(ctx, st, o.retention, c.now, logger)
@@ -175,6 +197,9 @@ func (c *cli) serve(ctx context.Context, cfg server.Config, o serveOptions) erro
 		ml, err := net.Listen("tcp", o.metricsListen)
 		if err != nil {
 			lis.Close()
+			if webLis != nil {
+				webLis.Close()
+			}
 			return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
 		}
 		go func() {
@@ -183,7 +208,13 @@ func (c *cli) serve(ctx context.Context, cfg server.Config, o serveOptions) erro
 			}
 		}()
 	}
-	logger.Info("collector serving", "address", lis.Addr().String(), "metrics", o.metricsListen,
+	webAddr := ""
+	webDone := make(chan error, 1)
+	if webLis != nil {
+		webAddr = webLis.Addr().String()
+		go func() { webDone <- srv.ServeWeb(webLis, web.Handler()) }()
+	}
+	logger.Info("collector serving", "address", lis.Addr().String(), "http", webAddr, "metrics", o.metricsListen,
 		"tls", !cfg.InsecurePlaintextDev, "reflection", cfg.EnableReflection, "retention", o.retention.String())
 
 	done := make(chan error, 1)
@@ -191,6 +222,10 @@ func (c *cli) serve(ctx context.Context, cfg server.Config, o serveOptions) erro
 	select {
 	case err := <-done:
 		return err
+	case err := <-webDone:
+		srv.Shutdown(context.Background())
+		<-done
+		return fmt.Errorf("--http-listen %s: %w", webAddr, err)
 	case <-ctx.Done():
 	}
 	logger.Info("stopping: finishing calls in flight", "timeout", o.shutdownTimeout.String())

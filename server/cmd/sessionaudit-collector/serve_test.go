@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net"
@@ -34,14 +35,14 @@ func TestServe(t *testing.T) {
 	url := storetest.NewDatabase(t, nil) // serve migrates it itself
 	dir := t.TempDir()
 	mustRun(t, "init-pki", "--pki-dir", dir, "--dns", "localhost", "--ip", "127.0.0.1")
-	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	addr, metricsAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 
 	ctx, stop := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
 	go func() {
 		var out, errOut strings.Builder
 		code := run(ctx, []string{"serve", "--database-url", url, "--pki-dir", dir, "--listen", addr,
-			"--metrics-listen", metricsAddr, "--log-format", "text"}, &out, &errOut)
+			"--metrics-listen", metricsAddr, "--http-listen", httpAddr, "--log-format", "text"}, &out, &errOut)
 		if code != exitOK {
 			t.Errorf("serve exited %d: %s", code, errOut.String())
 		}
@@ -81,6 +82,19 @@ func TestServe(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "sessionaudit_") {
 		t.Errorf("/metrics has no sessionaudit metric:\n%.500s", body)
+	}
+
+	// The HTTP API answers over HTTPS with the server certificate, with
+	// the security headers, and wants a token.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	resp, err = hc.Get("https://" + httpAddr + "/api/v1/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Content-Security-Policy") == "" || resp.TLS == nil {
+		t.Errorf("GET /api/v1/hosts without a token: %s, CSP %q, TLS %v; want 401 with a CSP over TLS",
+			resp.Status, resp.Header.Get("Content-Security-Policy"), resp.TLS != nil)
 	}
 
 	// serve migrated the database.
