@@ -144,6 +144,10 @@ type Config struct {
 	// RetryDelay is the base of the delay sent with UNAVAILABLE; default
 	// DefaultRetryDelay.
 	RetryDelay time.Duration
+	// NoHeartbeatGroups turns off heartbeat grouping (server/heartbeats.go):
+	// every heartbeat gets a store transaction of its own. For comparison
+	// in benchmarks.
+	NoHeartbeatGroups bool
 	// MinIngestInterval, when positive, is sent to agents as
 	// IngestResponse.min_interval.
 	MinIngestInterval time.Duration

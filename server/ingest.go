@@ -36,6 +36,30 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	}
 	defer s.inFlight.release(a.AgentID)
 
+	if hb, ok := plainHeartbeat(a, reports); ok && !s.cfg.NoHeartbeatGroups {
+		applied, queued, err := s.heartbeats.submit(ctx, hb)
+		switch {
+		case !queued:
+			// The queue is full: the ordinary path, and its pushback.
+		case err != nil && ctx.Err() != nil:
+			log.Info("heartbeat abandoned by the caller", "err", err)
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case errors.Is(err, errHeartbeatBusy):
+			s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
+			log.Warn("heartbeat pushed back: every store slot busy", "slots", s.cfg.MaxConcurrentIngests)
+			return nil, s.unavailable("the collector is busy; keep the batch and retry after the delay")
+		case err != nil:
+			s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
+			return nil, s.unavailable("the store could not commit the batch; keep it and retry after the delay")
+		case applied:
+			s.count(reports, store.IngestResult{Applied: []uint64{hb.Sequence}, Acknowledged: hb.Sequence})
+			s.metrics.batches.WithLabelValues(resultOK).Inc()
+			return s.ingestResponse(hb.Sequence, false), nil
+		}
+		// Not applied: a duplicate, resync, late or first report, which
+		// the ordinary path answers in full.
+	}
+
 	// A store slot: wait a little for one, then push back rather than queue
 	// without bound.
 	wait := time.NewTimer(s.cfg.IngestQueueWait)
@@ -104,11 +128,15 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	if d := req.GetBatch().GetDroppedReports(); d > 0 {
 		log.Warn("agent dropped reports from its spool", "dropped_reports", d)
 	}
-	resp := &pb.IngestResponse{AcknowledgedSequence: res.Acknowledged, ResyncRequired: resync}
+	return s.ingestResponse(res.Acknowledged, resync), nil
+}
+
+func (s *Server) ingestResponse(acknowledged uint64, resync bool) *pb.IngestResponse {
+	resp := &pb.IngestResponse{AcknowledgedSequence: acknowledged, ResyncRequired: resync}
 	if s.cfg.MinIngestInterval > 0 {
 		resp.MinInterval = durationpb.New(s.cfg.MinIngestInterval)
 	}
-	return resp, nil
+	return resp
 }
 
 // count updates the report and session counters after a commit.

@@ -8,19 +8,20 @@ import (
 // metrics are the collector's Prometheus series; docs/design/collector.md
 // lists them.
 type metrics struct {
-	batches     *prometheus.CounterVec   // result
-	reports     *prometheus.CounterVec   // kind
-	sessions    *prometheus.CounterVec   // kind
-	ingest      prometheus.Histogram     // seconds in the store
-	storeErrors prometheus.Counter       // store failures not caused by input
-	enrollments *prometheus.CounterVec   // result
-	nameClashes prometheus.Counter       // enrollments taking another host's name
-	renewals    *prometheus.CounterVec   // result
-	queries     *prometheus.CounterVec   // method, code
-	queryTime   *prometheus.HistogramVec // method
-	connections prometheus.Gauge
-	refusedConn prometheus.Counter
-	plaintext   prometheus.Gauge
+	batches        *prometheus.CounterVec   // result
+	reports        *prometheus.CounterVec   // kind
+	sessions       *prometheus.CounterVec   // kind
+	ingest         prometheus.Histogram     // seconds in the store
+	heartbeatGroup prometheus.Histogram     // heartbeats offered to one grouped store statement
+	storeErrors    prometheus.Counter       // store failures not caused by input
+	enrollments    *prometheus.CounterVec   // result
+	nameClashes    prometheus.Counter       // enrollments taking another host's name
+	renewals       *prometheus.CounterVec   // result
+	queries        *prometheus.CounterVec   // method, code
+	queryTime      *prometheus.HistogramVec // method
+	connections    prometheus.Gauge
+	refusedConn    prometheus.Counter
+	plaintext      prometheus.Gauge
 }
 
 // Batch results, the values of sessionaudit_batches_total{result}.
@@ -58,6 +59,11 @@ func newMetrics(reg *prometheus.Registry, agentsConnected func() float64) *metri
 			Name: "sessionaudit_store_errors_total",
 			Help: "Store calls that failed for a reason other than the input (database down, timeout).",
 		}),
+		heartbeatGroup: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sessionaudit_heartbeat_group_size",
+			Help:    "Heartbeats offered to one grouped store statement (those it does not apply take the ordinary path).",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
 		nameClashes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionaudit_enrollment_name_clashes_total",
 			Help: "Enrollments whose host name and domain were those of another host with an enabled agent (possible fake host).",
@@ -92,7 +98,7 @@ func newMetrics(reg *prometheus.Registry, agentsConnected func() float64) *metri
 			Help: "1 when the collector serves without TLS (development only).",
 		}),
 	}
-	reg.MustRegister(m.batches, m.reports, m.sessions, m.ingest, m.storeErrors, m.enrollments, m.nameClashes,
+	reg.MustRegister(m.batches, m.reports, m.sessions, m.ingest, m.storeErrors, m.enrollments, m.nameClashes, m.heartbeatGroup,
 		m.renewals, m.queries, m.queryTime, m.connections, m.refusedConn, m.plaintext,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sessionaudit_agents_connected",

@@ -41,6 +41,7 @@ type Server struct {
 	active      *activeAgents
 	inFlight    *inFlight
 	ingestSlots chan struct{}
+	heartbeats  *heartbeatGroups
 	enrollBySrc *rateLimiter
 	enrollAll   *rateLimiter
 	renewLimit  *rateLimiter
@@ -77,6 +78,7 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		renewLimit:  newRateLimiter(float64(cfg.RenewPerHour)/3600, cfg.RenewPerHour),
 		stop:        make(chan struct{}),
 	}
+	s.heartbeats = newHeartbeatGroups(s)
 	s.reg = cfg.Registry
 	if s.reg == nil {
 		s.reg = newRegistry()
