@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ type cli struct {
 	timeout                          time.Duration
 
 	out output
+	// pageSize is the largest page asked for; 0 means maxPageSize. Tests
+	// make it small to page through few rows.
+	pageSize int
 }
 
 // connectionFlags declares the flags that say which collector to ask and
@@ -92,6 +96,8 @@ type client struct {
 	addr    string
 	token   string
 	timeout time.Duration
+	// pageSize is the largest page asked for.
+	pageSize int
 }
 
 // connect checks the settings and prepares a connection (gRPC connects on
@@ -108,7 +114,7 @@ func (c *cli) connect() (*client, error) {
 	if err != nil {
 		host, port = strings.Trim(collector, "[]"), defaultPort
 	}
-	if host == "" || strings.ContainsAny(host, "/ ") {
+	if n, perr := strconv.ParseUint(port, 10, 16); host == "" || strings.ContainsAny(host, "/ @") || perr != nil || n == 0 {
 		return nil, usagef("collector %q: want HOST[:PORT], e.g. collector.contoso.com:8443", collector)
 	}
 	addr := net.JoinHostPort(host, port)
@@ -148,7 +154,11 @@ func (c *cli) connect() (*client, error) {
 	if err != nil {
 		return nil, usagef("collector %q: %v", collector, err)
 	}
-	return &client{q: pb.NewQueryServiceClient(conn), conn: conn, addr: addr, token: token, timeout: c.timeout}, nil
+	pageSize := c.pageSize
+	if pageSize <= 0 || pageSize > maxPageSize {
+		pageSize = maxPageSize
+	}
+	return &client{q: pb.NewQueryServiceClient(conn), conn: conn, addr: addr, token: token, timeout: c.timeout, pageSize: pageSize}, nil
 }
 
 // isLoopback reports whether host is localhost or a loopback IP.
@@ -238,7 +248,7 @@ const maxPageSize = 1000
 func (cl *client) fetch(ctx context.Context, limit int, page pageFunc) (next string, err error) {
 	total := 0
 	for {
-		size := maxPageSize
+		size := cl.pageSize
 		if limit > 0 {
 			size = min(size, limit-total)
 		}
