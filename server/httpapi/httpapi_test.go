@@ -106,7 +106,9 @@ func newFixture(t *testing.T, adjust func(*server.Config)) *fixture {
 	f.grpc = pb.NewQueryServiceClient(dial(nil))
 	f.gctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+f.token)
 
-	at := func(min int) *timestamppb.Timestamp { return timestamppb.New(f.t0.Add(time.Duration(min) * time.Minute)) }
+	at := func(min int) *timestamppb.Timestamp {
+		return timestamppb.New(f.t0.Add(time.Duration(min) * time.Minute))
+	}
 	types := []uint32{2, 3, 10, 5, 4}
 	packages := []string{"Kerberos", "NTLM", "Negotiate"}
 	var many []*pb.LogonSession
