@@ -218,6 +218,9 @@ func (cl *client) callError(ctx context.Context, err error) error {
 			field = field[:i]
 		}
 		if f, ok := flagOf[field]; ok {
+			if (field == "start_time" || field == "end_time") && strings.Contains(msg, "range") {
+				f = "--since, --until"
+			}
 			msg += " (" + f + ")"
 		}
 		return &queryError{exit: exitUsage, msg: "the collector refused a parameter: " + msg}
@@ -227,7 +230,7 @@ func (cl *client) callError(ctx context.Context, err error) error {
 		hint := ""
 		if strings.Contains(msg, "x509") || strings.Contains(msg, "certificate") {
 			hint = " (is --ca-cert the CA that signed the collector's certificate, and --collector a name in it?)"
-		} else if strings.Contains(msg, "http2") || strings.Contains(msg, "first record does not look like a TLS handshake") {
+		} else if strings.Contains(msg, "server preface") || strings.Contains(msg, "first record does not look like a TLS handshake") {
 			hint = " (TLS and plaintext mixed up? --insecure-plaintext-dev is for a plaintext development collector only)"
 		}
 		return &queryError{exit: exitFailure, msg: fmt.Sprintf("collector %s unavailable: %s%s", cl.addr, msg, hint)}

@@ -385,10 +385,10 @@ func TestCollectorErrors(t *testing.T) {
 	}{
 		{"unknown token", withEnv("SESSIONAUDIT_TOKEN", "sat_notatoken"), []string{"hosts"}, exitAuth, "did not accept the credentials"},
 		{"no token", withEnv("SESSIONAUDIT_TOKEN", ""), []string{"hosts"}, exitAuth, "no API token"},
-		{"range over 400 days", nil, []string{"timeline", "--user", `CONTOSO\alice`, "--since", "500d"}, exitUsage, "(--until)"},
+		{"range over 400 days", nil, []string{"timeline", "--user", `CONTOSO\alice`, "--since", "500d"}, exitUsage, "(--since, --until)"},
 		{"other CA", withEnv("SESSIONAUDIT_CA_CERT", otherCAFile), []string{"hosts"}, exitFailure, "is --ca-cert the CA"},
 		{"nobody listening", withEnv("SESSIONAUDIT_COLLECTOR", closedAddr), []string{"hosts", "--timeout", "3s"}, exitFailure, "unavailable"},
-		{"plaintext to TLS", nil, []string{"hosts", "--insecure-plaintext-dev", "--timeout", "3s"}, exitFailure, "unavailable"},
+		{"plaintext to TLS", nil, []string{"hosts", "--insecure-plaintext-dev", "--timeout", "3s"}, exitFailure, "TLS and plaintext mixed up?"},
 		{"fail-empty", nil, []string{"who", "--host", "nosuchhost", "--fail-empty"}, exitEmpty, "nothing matched"},
 		{"fail-empty export", nil, []string{"export", "--since", "2026-01-01", "--until", "2026-01-02", "--fail-empty"}, exitEmpty, "nothing matched"},
 		{"not empty", nil, []string{"hosts", "--fail-empty"}, exitOK, ""},
