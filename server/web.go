@@ -29,7 +29,8 @@ const (
 // HTTP JSON API (server/httpapi) over Queries under /api/, and ui (the web
 // UI; nil for none) at /, with the security headers on every answer.
 func (s *Server) HTTPHandler(ui http.Handler) http.Handler {
-	api := httpapi.New(s.Queries(), httpapi.Options{Now: s.cfg.Now, MaxExportRows: s.cfg.MaxExportRows, Logger: s.log})
+	api := httpapi.New(s.Queries(), httpapi.Options{Now: s.cfg.Now, MaxExportRows: s.cfg.MaxExportRows, Logger: s.log,
+		WhoAmI: s.WhoAmI})
 	return httpapi.Site(api, ui)
 }
 

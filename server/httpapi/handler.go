@@ -39,6 +39,10 @@ type Options struct {
 	// Logger receives what the QueryService's own log line does not say
 	// (an export cut off); default slog.Default().
 	Logger *slog.Logger
+	// WhoAmI, when not nil, answers /api/v1/whoami: the name and role of
+	// the credentials in ctx (as Queries authenticates them); nil answers
+	// 404 there.
+	WhoAmI func(ctx context.Context) (name, role string, err error)
 }
 
 // handler serves the routes of the table over a QueryService.

@@ -547,7 +547,7 @@ func TestAuthentication(t *testing.T) {
 	f := newFixture(t, nil)
 	for _, auth := range []string{"-", "Bearer sat_notatoken", "Basic " + f.token, "Bearer", "Bearer ", f.token, "Bearer sat_x y", "Bearer " + strings.Repeat("a", 600)} {
 		for _, path := range []string{"/api/v1/hosts", "/api/v1/open-sessions", "/api/v1/who?host=fs-01&at=now",
-			"/api/v1/logon-sessions?since=-1h", "/api/v1/export?kind=logon&since=-1h"} {
+			"/api/v1/logon-sessions?since=-1h", "/api/v1/export?kind=logon&since=-1h", "/api/v1/whoami"} {
 			req, _ := http.NewRequest(http.MethodGet, f.c.WebURL+path, nil)
 			if auth != "-" {
 				req.Header["Authorization"] = []string{auth}
@@ -571,6 +571,11 @@ func TestAuthentication(t *testing.T) {
 	resp, _ := f.get(t, "/api/v1/hosts", nil)
 	if resp.StatusCode != 200 {
 		t.Errorf("with the token: %s", resp.Status)
+	}
+	resp, body := f.get(t, "/api/v1/whoami", nil)
+	checkAgainstSchema(t, loadOpenAPI(t), "/api/v1/whoami", body)
+	if resp.StatusCode != 200 || string(body) != `{"name":"analyst","role":"reader"}`+"\n" {
+		t.Errorf("whoami: %s %s", resp.Status, body)
 	}
 }
 

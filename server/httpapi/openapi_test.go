@@ -125,7 +125,7 @@ func expectedOpenAPI(t *testing.T) obj {
 	}
 	paths := obj{}
 	for _, r := range httpapi.Routes() {
-		var params []any
+		params := []any{}
 		for _, p := range r.Params {
 			s := obj{"type": p.Type, "maxLength": p.MaxLength}
 			if p.Type == "integer" {
@@ -158,7 +158,16 @@ func expectedOpenAPI(t *testing.T) obj {
 		}
 		name := strings.TrimPrefix(r.Path, "/api/v1/")
 		content := obj{}
-		if slices.Contains(r.Formats, "json") {
+		switch {
+		case len(r.Rows) == 0: // whoami
+			resp := camel(name) + "Response"
+			schemas[resp] = obj{"type": "object", "required": []any{"name", "role"}, "additionalProperties": false,
+				"properties": obj{
+					"name": obj{"type": "string", "description": "The token's name."},
+					"role": obj{"type": "string", "enum": []any{"reader", "admin"}},
+				}}
+			content["application/json"] = obj{"schema": ref(resp)}
+		case slices.Contains(r.Formats, "json"):
 			props := obj{}
 			var required []any
 			for _, kind := range r.Rows {
@@ -175,8 +184,10 @@ func expectedOpenAPI(t *testing.T) obj {
 		for _, kind := range r.Rows {
 			oneOf = append(oneOf, ref(schemaName[kind]))
 		}
-		rowsSchema := oneOf[0]
-		if len(oneOf) > 1 {
+		var rowsSchema any
+		if len(oneOf) == 1 {
+			rowsSchema = oneOf[0]
+		} else {
 			rowsSchema = obj{"oneOf": oneOf}
 		}
 		if slices.Contains(r.Formats, "jsonl") {
@@ -188,7 +199,7 @@ func expectedOpenAPI(t *testing.T) obj {
 				"description": "A header line with the row's property names, then one line per row; cells beginning with = + - @ tab or CR are prefixed with '."}
 		}
 		headers := obj{}
-		if r.Path != "/api/v1/export" {
+		if slices.Contains(r.Formats, "csv") && r.Path != "/api/v1/export" {
 			headers["Next-Page-Token"] = obj{"description": "With format=csv or jsonl: the next page's token, absent on the last page.",
 				"schema": obj{"type": "string"}}
 		}

@@ -63,6 +63,7 @@ func (c *call) parse() *apiError {
 		}
 	}
 	c.format = c.route.Formats[0]
+
 	if f := q.Get("format"); f != "" {
 		c.format = f
 	}

@@ -152,6 +152,12 @@ var routes = []Route{
 		serve:   (*call).hosts,
 	},
 	{
+		Path:    "/api/v1/whoami",
+		Summary: "The name and role of the API token: for a client to check a token.",
+		Formats: []string{"json"},
+		serve:   (*call).whoami,
+	},
+	{
 		Path: "/api/v1/export",
 		Summary: "Every logon or server session of a range, all pages streamed, up to the collector's row limit " +
 			"(a larger export is cut off, never silently short).",

@@ -111,6 +111,23 @@ func (c *call) hosts() error {
 	return writeList(c, "hosts", "hosts", out, c.nextToken(res.GetNextPageToken()))
 }
 
+// whoAmI is the answer of /api/v1/whoami.
+type whoAmI struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+func (c *call) whoami() error {
+	if c.h.opts.WhoAmI == nil {
+		return &apiError{status: http.StatusNotFound, code: "not_found", msg: "/api/v1/whoami: not served here; check a token with /api/v1/hosts?page_size=1"}
+	}
+	name, role, err := c.h.opts.WhoAmI(c.ctx)
+	if err != nil {
+		return err
+	}
+	return c.writeJSON(whoAmI{Name: name, Role: role})
+}
+
 func (c *call) export() error {
 	switch c.get("kind") {
 	case "logon":
