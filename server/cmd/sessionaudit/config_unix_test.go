@@ -3,9 +3,23 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
+
+// TestDefaultConfigHome: without XDG_CONFIG_HOME (or with a relative one,
+// which the XDG specification says to ignore) the file is
+// ~/.config/sessionaudit/cli.conf.
+func TestDefaultConfigHome(t *testing.T) {
+	home := t.TempDir()
+	writeConfig(t, filepath.Join(home, ".config"), "collector = home.example\n", 0o644)
+	for _, env := range []map[string]string{{"HOME": home}, {"HOME": home, "XDG_CONFIG_HOME": "relative/dir"}} {
+		if col, _, _, err := settingsOf(t, env); err != nil || col != "home.example" {
+			t.Errorf("%v: collector %q, %v; want home.example from ~/.config", env, col, err)
+		}
+	}
+}
 
 // TestConfigPermissions: a config file holding a token must be readable by
 // its owner only, as ssh wants of a private key; one without a token may be
