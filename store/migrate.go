@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/sessionaudit/sessionaudit/migrations"
@@ -23,7 +24,14 @@ const migrateLock int64 = 0x7365737361756d
 // nothing to do. It only moves forward; a database newer than this binary is
 // an error.
 func Migrate(ctx context.Context, databaseURL string) error {
-	conn, err := pgx.Connect(ctx, databaseURL)
+	// The URL may carry the pool's settings (pool_max_conns=…), which
+	// PostgreSQL refuses as connection parameters: pgxpool's parser takes
+	// them out.
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
 		return fmt.Errorf("store: migrate: connect: %w", err)
 	}

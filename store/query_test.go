@@ -387,3 +387,35 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPoolSettingsInURL: a URL with the pool's settings works for Migrate
+// (PostgreSQL would refuse them as connection parameters) and sizes the
+// pool; without them the pool holds DefaultMaxConns.
+func TestPoolSettingsInURL(t *testing.T) {
+	_, url := newTestStore(t)
+	ctx := context.Background()
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	withPool := url + sep + "pool_max_conns=7"
+	if err := Migrate(ctx, withPool); err != nil {
+		t.Fatalf("Migrate with pool_max_conns in the URL: %v", err)
+	}
+	s, err := Open(ctx, withPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Pool().Config().MaxConns; got != 7 {
+		t.Errorf("pool_max_conns=7: MaxConns = %d", got)
+	}
+	d, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := d.Pool().Config().MaxConns; got != DefaultMaxConns {
+		t.Errorf("no pool_max_conns: MaxConns = %d, want %d", got, DefaultMaxConns)
+	}
+}

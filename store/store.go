@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,10 +74,25 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	return s
 }
 
-// Open connects a pool to databaseURL and returns a Store on it. Close
+// DefaultMaxConns is the size of the pool Open makes unless the URL sets
+// pool_max_conns: enough for the collector's concurrent ingests (16 by
+// default), its heartbeat groups and a few queries at once. pgx's own
+// default, max(4, CPUs), would make ingests queue for a connection.
+const DefaultMaxConns = 24
+
+// Open connects a pool to databaseURL and returns a Store on it. The URL
+// may carry pgxpool's settings (pool_max_conns=…); without
+// pool_max_conns the pool holds up to DefaultMaxConns connections. Close
 // releases the pool.
 func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
-	pool, err := pgxpool.New(ctx, databaseURL)
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: open pool: %w", err)
+	}
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: open pool: %w", err)
 	}

@@ -43,7 +43,7 @@ type benchCollector struct {
 // With caDir, the CA is loaded from caDir (ca.crt, ca.key) or made and
 // written there, so that agents' identities kept from an earlier run stay
 // valid.
-func startBenchCollector(ctx context.Context, databaseURL, caDir string, maxConns, maxIngests int, log *slog.Logger) (*benchCollector, error) {
+func startBenchCollector(ctx context.Context, databaseURL, caDir string, maxConns, maxIngests int, groups bool, log *slog.Logger) (*benchCollector, error) {
 	if err := store.Migrate(ctx, databaseURL); err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func startBenchCollector(ctx context.Context, databaseURL, caDir string, maxConn
 	}
 	srv, err := server.New(server.Config{
 		CA: ca, ServerCertificate: sc, Trust: trust, MaxConnections: maxConns, MaxConcurrentIngests: maxIngests,
-		EnrollPerSecond: 1e6, EnrollBurst: 1e6, RetryDelay: time.Second, Logger: log,
+		EnrollPerSecond: 1e6, EnrollBurst: 1e6, RetryDelay: time.Second, Logger: log, NoHeartbeatGroups: !groups,
 	}, st)
 	if err != nil {
 		st.Close()

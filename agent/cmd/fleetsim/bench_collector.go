@@ -27,6 +27,7 @@ func benchCollectorMode(ctx context.Context, args []string, stdout, stderr io.Wr
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of a database the benchmark may fill (env DATABASE_URL; required)")
 	dir := fs.String("dir", "", "directory for ca.crt, ca.key, address, secret and pid (required; reused: the same CA)")
 	maxConns := fs.Int("max-connections", 100000, "the collector's MaxConnections")
+	groups := fs.Bool("heartbeat-groups", true, "the collector stores plain heartbeats of many agents in one statement (false: one transaction each, as before)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func benchCollectorMode(ctx context.Context, args []string, stdout, stderr io.Wr
 		return fmt.Errorf("raise the open files limit: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	c, err := startBenchCollector(ctx, *dbURL, *dir, *maxConns, 0, log)
+	c, err := startBenchCollector(ctx, *dbURL, *dir, *maxConns, 0, *groups, log)
 	if err != nil {
 		return err
 	}

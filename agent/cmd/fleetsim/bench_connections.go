@@ -60,6 +60,7 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 		"(its RSS and CPU are then reported apart); default a collector in this process")
 	stateDir := fs.String("state-dir", "", "keep the agents' identities here, to reuse them in a later run against the same database "+
 		"(enrollment is then skipped); default a temporary directory under /dev/shm, removed at exit")
+	groups := fs.Bool("heartbeat-groups", true, "the collector stores plain heartbeats of many agents in one statement (false: one transaction each, as before)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 		if *dbURL == "" {
 			return usagef("--database-url (or DATABASE_URL) is required without --collector-dir")
 		}
-		c, err := startBenchCollector(ctx, *dbURL, *stateDir, *maxConns, 0, log)
+		c, err := startBenchCollector(ctx, *dbURL, *stateDir, *maxConns, 0, *groups, log)
 		if err != nil {
 			return err
 		}

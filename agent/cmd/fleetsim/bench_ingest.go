@@ -51,6 +51,7 @@ func benchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	duration := fs.Duration("duration", 90*time.Second, "longest time for each of the two phases")
 	maxIngests := fs.Int("max-concurrent-ingests", 0, "the collector's MaxConcurrentIngests (0: its default, 16)")
 	seed := fs.Uint64("seed", 1, "seed of the simulation")
+	groups := fs.Bool("heartbeat-groups", true, "the collector stores plain heartbeats of many agents in one statement (false: one transaction each, as before)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func benchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	machine(stdout)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	c, err := startBenchCollector(ctx, *dbURL, "", *agents+100, *maxIngests, log)
+	c, err := startBenchCollector(ctx, *dbURL, "", *agents+100, *maxIngests, *groups, log)
 	if err != nil {
 		return err
 	}
