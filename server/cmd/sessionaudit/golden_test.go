@@ -374,8 +374,7 @@ func TestCollectorErrors(t *testing.T) {
 	if err := os.WriteFile(otherCAFile, pki.EncodeCertificatesPEM(otherCA.Certificate().Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lis, closedAddr := closedPort(t)
-	_ = lis
+	closedAddr := closedPort(t)
 	for _, tc := range []struct {
 		name   string
 		adjust func(*cli)

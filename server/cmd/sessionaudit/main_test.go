@@ -26,7 +26,7 @@ func offline(t *testing.T, env map[string]string, args ...string) result {
 }
 
 // closedPort returns a loopback address nobody listens on.
-func closedPort(t *testing.T) (net.Listener, string) {
+func closedPort(t *testing.T) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +34,7 @@ func closedPort(t *testing.T) (net.Listener, string) {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	return nil, addr
+	return addr
 }
 
 func TestUsageErrors(t *testing.T) {
