@@ -10,14 +10,16 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -36,7 +38,6 @@ import (
 
 	"github.com/sessionaudit/sessionaudit/agent/fleet"
 	"github.com/sessionaudit/sessionaudit/agent/simulate"
-	"github.com/sessionaudit/sessionaudit/server/httpapi"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/server/rows"
 	"github.com/sessionaudit/sessionaudit/server/servertest"
@@ -96,7 +97,9 @@ func screenshotDir(t *testing.T) string {
 // history is the collector, its API and the ground truth the browser is
 // checked against.
 type history struct {
-	base   string // the UI's URL
+	base   string       // the UI's URL
+	client *http.Client // trusts the collector's certificate
+	spki   string       // the certificate's SPKI hash, for chromium
 	token  string
 	truths []*fleet.HostTruth
 	now    time.Time
@@ -131,7 +134,9 @@ func newHistory(t *testing.T) *history {
 	if err := st.EnsurePartitionsBetween(ctx, start.AddDate(0, -1, 0), end.AddDate(0, 3, 0)); err != nil {
 		t.Fatal(err)
 	}
-	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{})
+	// The collector serves the API and this UI on a second loopback
+	// listener, over HTTPS with its certificate from the test CA.
+	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{Web: true, UI: web.Handler()})
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Certificate())
@@ -185,12 +190,24 @@ func newHistory(t *testing.T) *history {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/", httpapi.New(col.Server.Queries(), httpapi.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	mux.Handle("/", web.Handler())
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &history{base: srv.URL, token: token, truths: f.Truths(), now: now}
+	return &history{base: col.WebURL, client: col.WebClient, spki: serverSPKI(t, col.WebURL), token: token, truths: f.Truths(), now: now}
+}
+
+// serverSPKI returns the base64 SHA-256 of the public key of the
+// certificate the collector's HTTPS listener presents.
+func serverSPKI(t *testing.T, base string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true}) // only to read the certificate
+	if err != nil {
+		t.Fatalf("TLS to %s: %v", u.Host, err)
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // apiGet asks the HTTP API what the UI asks, and decodes the JSON answer.
@@ -201,7 +218,7 @@ func (h *history) apiGet(t *testing.T, path string, params url.Values, out any) 
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+h.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -293,7 +310,7 @@ const readView = `(() => {
     bars: q('#view svg.timeline .bar').length,
     open: q('#view svg.timeline .open-marker').length,
     uncertain: q('#view svg.timeline rect.uncertain').length,
-    lanes: [...q('#view svg.timeline .lane-label')].map((x) => x.firstChild.textContent),
+    lanes: [...q('#view svg.timeline .lane-label')].map((x) => x.querySelector('title').textContent),
     tables: [...q('#view table')].map((t) => [...t.tBodies[0].rows].map((r) => [...r.cells].map((c) => c.textContent))),
     times: [...q('#view table time')].slice(0, 5).map((x) => ({ datetime: x.getAttribute('datetime'), text: x.textContent })),
     injected: q('img, script:not([src]), iframe, object, embed, #view svg:not(.timeline)').length +
@@ -320,6 +337,7 @@ type browserSession struct {
 	shots    string
 	mu       sync.Mutex
 	problems []string // dialogs, exceptions, CSP violations
+	console  []string // every console message, shown when the test fails
 }
 
 func (b *browserSession) do(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -366,10 +384,14 @@ func (b *browserSession) read(what string) view {
 	return v
 }
 
-// screenshot saves the whole page as PNG.
-func (b *browserSession) screenshot(name string) {
+// screenshot saves the window (or the whole page) as PNG.
+func (b *browserSession) screenshot(name string, full bool) {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	shot := chromedp.CaptureScreenshot()
+	if full {
+		shot = chromedp.FullScreenshot(100)
+	}
+	png, err := chromedp.Run(b.ctx, shot)
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -415,13 +437,22 @@ func TestBrowser(t *testing.T) {
 	t.Logf("history stored in %v", time.Since(began).Round(time.Millisecond))
 
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1400, 1000))...)
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1400, 1000),
+		// Trust the collector's test certificate, and only it.
+		chromedp.Flag("ignore-certificate-errors-spki-list", h.spki))...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(alloc)
 	defer cancel()
 	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	b := &browserSession{t: t, ctx: ctx, base: h.base, shots: screenshotDir(t)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			t.Logf("browser console:\n%s", strings.Join(b.console, "\n"))
+		}
+	})
 
 	// Start the browser; watch for dialogs (an injected alert), exceptions
 	// and CSP violations from here on.
@@ -446,6 +477,9 @@ func TestBrowser(t *testing.T) {
 			if err != nil {
 				return
 			}
+			b.mu.Lock()
+			b.console = append(b.console, m.String())
+			b.mu.Unlock()
 			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") || strings.Contains(m.Text, "Refused to") {
 				b.mu.Lock()
 				b.problems = append(b.problems, "browser console: "+m.String())
@@ -476,7 +510,7 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(msg, "refused") {
 		t.Errorf("a wrong token shows %q, want a message saying the collector refused it", msg)
 	}
-	b.screenshot("signin-refused")
+	b.screenshot("signin-refused", false)
 	if kept, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem('sessionaudit.token') || ''`)); kept != "" {
 		t.Errorf("a refused token was kept in sessionStorage")
 	}
@@ -539,7 +573,23 @@ func TestBrowser(t *testing.T) {
 	if len(tl.Tables) == 1 && len(tl.Tables[0]) > 0 && tl.Tables[0][0][1] != account {
 		t.Errorf("timeline table: account cell %q, want %q", tl.Tables[0][0][1], account)
 	}
-	b.screenshot("account-timeline")
+	b.screenshot("account-timeline", false)
+
+	// A workstation's timeline: one lane per account, bars as the API.
+	ws := h.truths[3]
+	hostView := b.show(hashRoute("host", url.Values{"host": {ws.Hostname}, "since": {"2d"}}))
+	var hostAPI logonList
+	h.apiGet(t, "/api/v1/logon-sessions", url.Values{"host": {ws.Hostname}, "since": {"2d"}, "page_size": {"1000"}}, &hostAPI)
+	lanesWant := map[string]bool{}
+	for _, r := range hostAPI.LogonSessions {
+		lanesWant[r.Account] = true
+	}
+	if len(hostAPI.LogonSessions) == 0 || hostView.Bars != len(hostAPI.LogonSessions) || rowsOf(hostView) != len(hostAPI.LogonSessions) ||
+		!slices.Equal(sorted(hostView.Lanes), sorted(mapKeys(lanesWant))) {
+		t.Errorf("timeline of %s: %d bars, %d rows, lanes %q; the API has %d sessions of %q", ws.Hostname, hostView.Bars, rowsOf(hostView),
+			hostView.Lanes, len(hostAPI.LogonSessions), mapKeys(lanesWant))
+	}
+	b.screenshot("host-timeline", false)
 
 	// Who was on the file server at its busiest moment.
 	fs := h.truths[0]
@@ -570,7 +620,7 @@ func TestBrowser(t *testing.T) {
 	if len(wantLogon)+len(wantSMB) != fs.BusiestCount || fs.BusiestCount == 0 {
 		t.Errorf("who was on %s at its busiest moment: the API has %d sessions, the ground truth %d", fs.Hostname, len(wantLogon)+len(wantSMB), fs.BusiestCount)
 	}
-	b.screenshot("who")
+	b.screenshot("who", true)
 
 	// Sessions open now.
 	open := b.show("#/open")
@@ -588,7 +638,7 @@ func TestBrowser(t *testing.T) {
 	if len(smbAPI.ServerSessions) == 0 || smb.Bars != len(smbAPI.ServerSessions) || rowsOf(smb) != len(smbAPI.ServerSessions) {
 		t.Errorf("SMB sessions from %s: %d bars, %d rows; the API has %d (want at least one)", from, smb.Bars, rowsOf(smb), len(smbAPI.ServerSessions))
 	}
-	b.screenshot("smb")
+	b.screenshot("smb", false)
 
 	// The hostile host: every name shown as text, nothing run; the CSV
 	// neutralized.
@@ -605,7 +655,7 @@ func TestBrowser(t *testing.T) {
 	if hv.Open != 1 || hv.Uncertain != 1 {
 		t.Errorf("hostile host: %d open, %d uncertain ends drawn, want 1 and 1", hv.Open, hv.Uncertain)
 	}
-	b.screenshot("hostile-host")
+	b.screenshot("hostile-host", false)
 	csvText := b.download("Export CSV")
 	recs, err := csv.NewReader(strings.NewReader(csvText)).ReadAll()
 	if err != nil || len(recs) != 3 {
@@ -657,7 +707,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	checkTimes("local time", ist, "2006-01-02 15:04:05 -07:00")
-	b.screenshot("account-timeline-local")
+	b.screenshot("account-timeline-local", false)
 	b.do("reload", chromedp.Reload(),
 		chromedp.Poll[chromedp.Void](loaded, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
 	checkTimes("local time after a reload", ist, "2006-01-02 15:04:05 -07:00")

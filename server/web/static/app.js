@@ -485,7 +485,9 @@
     lanes.forEach((lane, i) => {
       const y = TOP + i * LANE;
       root.append(svg('rect', { x: 0, y, width: W, height: LANE, class: i % 2 ? 'lane odd' : 'lane' }));
-      const name = svg('text', { x: LABEL - 8, y: y + LANE / 2 + 4, class: 'lane-label', 'text-anchor': 'end', text: lane });
+      // A long name is cut to fit; its whole text is the tooltip.
+      const shown = lane.length > 30 ? lane.slice(0, 29) + '…' : lane;
+      const name = svg('text', { x: LABEL - 8, y: y + LANE / 2 + 4, class: 'lane-label', 'text-anchor': 'end', text: shown });
       name.append(svg('title', { text: lane }));
       root.append(name);
     });
@@ -568,11 +570,11 @@
         type: params.getAll('type'), package: params.get('package'),
       };
       const out = el('div', { class: 'result' });
-      view.append(el('div', { class: 'actions' },
+      const actions = el('div', { class: 'actions' },
         csvButton('/api/v1/export', Object.assign({ kind: 'logon' }, q), 'logon-sessions.csv'),
-        subject && hostView ? link('who', { host: subject, at: 'now' }, 'Who is on ' + subject + ' now') : '',
-        subject && hostView ? link('smb', { to: subject, since: q.since }, 'SMB sessions to ' + subject) : ''),
-      out);
+        hostView ? link('who', { host: subject, at: 'now' }, 'Who is on ' + subject + ' now') : '',
+        hostView ? link('smb', { to: subject, since: q.since }, 'SMB sessions to ' + subject) : '');
+      view.append(actions, out);
       let rows = [];
       const draw = () => {
         const bars = logonBars(rows, hostView);
@@ -583,7 +585,7 @@
           legend(types),
           table((hostView ? 'Logon sessions on ' : 'Logon sessions of ') + subject, logonColumns(q.since), rows));
       };
-      view.append(pager(seq, '/api/v1/logon-sessions', q, 'logon_sessions', (all) => { rows = all; draw(); }));
+      actions.append(pager(seq, '/api/v1/logon-sessions', q, 'logon_sessions', (all) => { rows = all; draw(); }));
       state.render = draw;
     };
   }
@@ -667,7 +669,7 @@
         table('SMB sessions to ' + host + ' at ' + fmtTime(atISO), serverColumns(), servers));
       const atMs = parseTime(at, Date.now());
       const atISO = isNaN(atMs) ? at : new Date(atMs).toISOString();
-      view.append(pager(seq, '/api/v1/who', { host, at }, 'logon_sessions', (all, body) => {
+      view.querySelector('.actions').append(pager(seq, '/api/v1/who', { host, at }, 'logon_sessions', (all, body) => {
         logons = all;
         servers = servers.concat(body.server_sessions || []);
         draw();
@@ -694,7 +696,7 @@
         timeline(logonBars(rows, false), (b) => b.lane, { from: NaN, to: Date.now() }, 'Open logon sessions, one lane per host'),
         legend([...new Set(rows.map((r) => r.logon_type))].sort()),
         table('Open logon sessions', logonColumns(), rows));
-      view.append(pager(seq, '/api/v1/open-sessions', q, 'logon_sessions', (all) => { rows = all; draw(); }));
+      view.querySelector('.actions').append(pager(seq, '/api/v1/open-sessions', q, 'logon_sessions', (all) => { rows = all; draw(); }));
       state.render = draw;
     },
   };
@@ -727,7 +729,7 @@
         })), (b) => b.lane, rangeOf(params), 'SMB sessions, one lane per ' + (q.from ? 'host' : 'source')),
         legend([], el('li', {}, el('span', { class: 'swatch smb' }), 'SMB session')),
         table('SMB sessions', serverColumns(q.since), rows));
-      view.append(pager(seq, '/api/v1/server-sessions', q, 'server_sessions', (all) => { rows = all; draw(); }));
+      view.querySelector('.actions').append(pager(seq, '/api/v1/server-sessions', q, 'server_sessions', (all) => { rows = all; draw(); }));
       state.render = draw;
     },
   };
@@ -751,7 +753,7 @@
         { title: 'Open logons', cell: (r) => r.host ? link('open', { host: r.host }, String(r.open_logon_sessions)) : String(r.open_logon_sessions), class: 'num' },
         { title: 'Open SMB', cell: (r) => String(r.open_server_sessions), class: 'num' },
       ], rows));
-      view.append(pager(seq, '/api/v1/hosts', q, 'hosts', (all) => { rows = all; draw(); }));
+      view.querySelector('.actions').append(pager(seq, '/api/v1/hosts', q, 'hosts', (all) => { rows = all; draw(); }));
       state.render = draw;
     },
   };
