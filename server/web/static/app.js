@@ -89,15 +89,23 @@
 
   async function apiFetch(path, params, token) {
     let resp;
+    const req = () => fetch(apiURL(path, params), {
+      headers: { Authorization: 'Bearer ' + (token || state.token) },
+      cache: 'no-store',
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+    });
     try {
-      resp = await fetch(apiURL(path, params), {
-        headers: { Authorization: 'Bearer ' + (token || state.token) },
-        cache: 'no-store',
-        credentials: 'omit',
-        referrerPolicy: 'no-referrer',
-      });
-    } catch (e) {
-      throw new ApiError(0, 'unavailable', 'The collector did not answer (' + e.message + ').');
+      resp = await req();
+    } catch (_) {
+      // A connection the collector (or a proxy) closed while idle fails
+      // the request without an answer; every call is a GET, so try once
+      // more.
+      try {
+        resp = await req();
+      } catch (e) {
+        throw new ApiError(0, 'unavailable', 'The collector did not answer (' + e.message + ').');
+      }
     }
     if (!resp.ok) {
       let code = '', message = '';
