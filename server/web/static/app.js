@@ -488,6 +488,8 @@
       const short = step >= 864e5 ? s.slice(0, 10) : s.slice(5, 16);
       axis.append(svg('text', { x: X, y: TOP - 10, class: 'tick', 'text-anchor': 'middle', text: short }));
     }
+    const zone = state.local ? 'local time' : 'UTC';
+    axis.append(svg('text', { x: LABEL - 8, y: TOP - 10, class: 'tick zone', 'text-anchor': 'end', text: zone }));
     root.append(axis);
 
     lanes.forEach((lane, i) => {
