@@ -45,6 +45,8 @@ const (
 // fleet is a collector on loopback over a store holding a small, fixed
 // history, and the settings the CLI needs to ask it.
 type fleet struct {
+	// col is the collector; col.WebURL and col.WebClient reach its HTTP API.
+	col   *servertest.Collector
 	env   map[string]string
 	token string
 	addr  string
@@ -154,13 +156,13 @@ func newFleet(t *testing.T) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{})
+	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{Web: true})
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &fleet{addr: col.Addr, token: token, dir: dir, env: map[string]string{
+	return &fleet{col: col, addr: col.Addr, token: token, dir: dir, env: map[string]string{
 		"SESSIONAUDIT_COLLECTOR": col.Addr,
 		"SESSIONAUDIT_TOKEN":     token,
 		"SESSIONAUDIT_CA_CERT":   caFile,
