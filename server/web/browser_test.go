@@ -693,6 +693,26 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(search, "Host "+hostileHost) {
 		t.Errorf("search for the hostile host: %q, want a link to its timeline as text", search)
 	}
+	// A host name in the search box: its timeline and the SMB sessions to
+	// it (the file server has both).
+	if search := b.showSearch(fs.Hostname); !strings.Contains(search, "Host "+fs.Hostname+": logon sessions timeline") ||
+		!strings.Contains(search, "Host "+fs.Hostname+": SMB sessions to it") {
+		t.Errorf("search for %s: %q, want its timeline and the SMB sessions to it", fs.Hostname, search)
+	}
+
+	// Hosts: the five simulated and the hostile one, as the API lists them.
+	hostsView := b.show("#/hosts")
+	var hostsAPI struct {
+		Hosts []rows.Host `json:"hosts"`
+	}
+	h.apiGet(t, "/api/v1/hosts", url.Values{"page_size": {"1000"}}, &hostsAPI)
+	var wantHosts []string
+	for _, x := range hostsAPI.Hosts {
+		wantHosts = append(wantHosts, x.Host)
+	}
+	if len(hostsView.Tables) != 1 || !slices.Equal(sorted(column(hostsView.Tables[0], 0)), sorted(wantHosts)) || len(wantHosts) != len(h.truths)+1 {
+		t.Errorf("hosts: the UI lists %q, the API %q, want the %d simulated hosts and the hostile one", hostsView.Tables, wantHosts, len(h.truths))
+	}
 
 	// Local time: the toggle shows the browser's zone, and is remembered
 	// across a reload (the token too: same tab).
