@@ -496,7 +496,7 @@
       const y = TOP + i * LANE;
       root.append(svg('rect', { x: 0, y, width: W, height: LANE, class: i % 2 ? 'lane odd' : 'lane' }));
       // A long name is cut to fit; its whole text is the tooltip.
-      const shown = lane.length > 30 ? lane.slice(0, 29) + '…' : lane;
+      const shown = lane.length > 27 ? lane.slice(0, 26) + '…' : lane;
       const name = svg('text', { x: LABEL - 8, y: y + LANE / 2 + 4, class: 'lane-label', 'text-anchor': 'end', text: shown });
       name.append(svg('title', { text: lane }));
       root.append(name);
