@@ -407,9 +407,10 @@
     return el('button', { type: 'button', class: 'csv', text: 'Export CSV', onclick: () => downloadCSV(path, params, name) });
   }
 
-  // pager loads pages of a list into rows and calls draw after each; it
-  // returns the "More" button's container.
-  function pager(seq, path, params, key, onRows) {
+  // pager loads pages of a list, calling onRows with all rows so far after
+  // each; it returns the row count (countOf, else the rows of key) and the
+  // "More" button.
+  function pager(seq, path, params, key, onRows, countOf) {
     const more = el('button', { type: 'button', class: 'more', text: 'More', hidden: true });
     const status = el('span', { class: 'count' });
     let token = '';
@@ -422,9 +423,10 @@
         if (seq !== state.seq) return;
         all = all.concat(body[key] || []);
         token = body.next_page_token || '';
-        status.textContent = all.length + (all.length === 1 ? ' row' : ' rows') + (token ? ', more available' : '');
         more.hidden = !token;
         onRows(all, body);
+        const n = countOf ? countOf() : all.length;
+        status.textContent = n + (n === 1 ? ' row' : ' rows') + (token ? ', more available' : '');
       } catch (e) {
         if (seq !== state.seq) return;
         status.textContent = '';
@@ -683,7 +685,7 @@
         logons = all;
         servers = servers.concat(body.server_sessions || []);
         draw();
-      }));
+      }, () => logons.length + servers.length));
       state.render = draw;
     },
   };
