@@ -9,8 +9,9 @@
 //     executable with "run --service" and the flags given to install. It
 //     then sets the recovery actions itself (restart after 5 s, 30 s and
 //     60 s; the failure count resets after a day; also on a non-zero exit,
-//     not only on a crash), since an MSI built with wixl cannot
-//     (ServiceConfig is refused), and registers the event log source.
+//     not only on a crash), and registers the event log source. Run sets
+//     the recovery actions again each time the service starts, since an
+//     MSI built with wixl cannot (ServiceConfig is refused).
 //   - Uninstall stops the service (waiting up to StopTimeout), deletes it
 //     and removes the event log source.
 //   - Run runs the program under the SCM when the process is a service, or

@@ -55,17 +55,43 @@ func Install(exePath string, args []string) error {
 		return fmt.Errorf("service: install: create service %s for %s: %w", Name, exePath, err)
 	}
 	defer s.Close()
-	if err := s.SetRecoveryActions(recoveryActions, recoveryReset); err != nil {
-		return fmt.Errorf("service: install: set the recovery actions of %s: %w", Name, err)
-	}
-	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
-		return fmt.Errorf("service: install: apply the recovery actions of %s to non-zero exits: %w", Name, err)
+	if err := setRecovery(s); err != nil {
+		return fmt.Errorf("service: install: %w", err)
 	}
 	if err := eventlog.InstallAsEventCreate(Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil &&
 		!isExists(err) {
 		return fmt.Errorf("service: install: register event log source %s: %w", Name, err)
 	}
 	return nil
+}
+
+// setRecovery sets the recovery actions of the service s and applies them
+// to non-zero exits too.
+func setRecovery(s *mgr.Service) error {
+	if err := s.SetRecoveryActions(recoveryActions, recoveryReset); err != nil {
+		return fmt.Errorf("set the recovery actions of %s: %w", Name, err)
+	}
+	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
+		return fmt.Errorf("apply the recovery actions of %s to non-zero exits: %w", Name, err)
+	}
+	return nil
+}
+
+// ensureRecovery sets the service's recovery actions from inside the
+// service: an MSI built with wixl cannot (ServiceConfig is refused), so a
+// service the MSI registered gets them at its first start.
+func ensureRecovery() error {
+	m, err := mgr.Connect()
+	if err != nil {
+		return fmt.Errorf("connect to the service control manager: %w", err)
+	}
+	defer m.Disconnect()
+	s, err := m.OpenService(Name)
+	if err != nil {
+		return fmt.Errorf("open service %s: %w", Name, err)
+	}
+	defer s.Close()
+	return setRecovery(s)
 }
 
 // isExists reports whether err says that the event source exists
@@ -132,6 +158,9 @@ func Run(program Program, forceService bool, log *slog.Logger) error {
 		ctx, stop := signalContext()
 		defer stop()
 		return program(ctx)
+	}
+	if err := ensureRecovery(); err != nil {
+		log.Warn("service: cannot set the recovery actions (restart after a failure)", "err", err)
 	}
 	h := &handler{program: program, log: log}
 	if err := svc.Run(Name, h); err != nil {
