@@ -19,7 +19,7 @@ LDFLAGS := -s -w -X github.com/sessionaudit/sessionaudit/agent.Version=$(VERSION
 .PHONY: help build build-linux build-windows test lint fmt-check vet proto proto-check tools demo image image-test msi wine-e2e clean
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: build-linux build-windows ## Build every binary for Linux and Windows into bin/.
 
