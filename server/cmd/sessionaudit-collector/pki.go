@@ -104,7 +104,7 @@ func (c *cli) initPKICommand() *command {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "server certificate: %s for %s\n", filepath.Join(dir, serverCertFile), strings.Join(append(dnsNames, splitList(ips)...), ", "))
-		fmt.Fprintf(c.stdout, "Agents trust %s (the MSI's CA_CERT, or its pin in Group Policy).\n", filepath.Join(dir, agentCACertFile))
+		fmt.Fprintf(c.stdout, "Agents trust %s (the MSI's CA_CERTIFICATE property, or its pin in Group Policy).\n", filepath.Join(dir, agentCACertFile))
 		return nil
 	}
 	return cmd
