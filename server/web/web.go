@@ -19,15 +19,17 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+
+	"github.com/sessionaudit/sessionaudit/server/httpapi"
 )
 
 //go:embed static
 var static embed.FS
 
-// ContentSecurityPolicy is the policy Handler sets on every response: only
-// the collector's own scripts, styles and API, no framing, no inline code.
-const ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
-	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+// ContentSecurityPolicy is the policy Handler sets on every response
+// (httpapi's, for the whole HTTP listener): only the collector's own
+// scripts, styles and API, no framing, no inline code.
+const ContentSecurityPolicy = httpapi.ContentSecurityPolicy
 
 // Handler serves the UI's files: index.html at "/", app.js and app.css
 // beside it, 404 for anything else. Each response carries the security
@@ -41,10 +43,7 @@ func Handler() http.Handler {
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", ContentSecurityPolicy)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
+		httpapi.SetSecurityHeaders(h)
 		// The files change only with the collector's binary; revalidate so
 		// that an upgrade is seen at once.
 		h.Set("Cache-Control", "no-cache")
