@@ -181,33 +181,9 @@ func (c *cli) timelineCommand() *command {
 		if err := c.checkOutput(); err != nil {
 			return err
 		}
-		var list []rows.Logon
-		var next string
-		err = c.query(ctx, func(cl *client) (err error) {
-			next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
-				var got []*pb.LogonSessionInterval
-				var nextTok string
-				if host == "" {
-					resp, err := cl.q.AccountTimeline(ctx, &pb.AccountTimelineRequest{Account: user,
-						StartTime: timestamppb.New(from), EndTime: timestamppb.New(to), PageSize: size, PageToken: token})
-					if err != nil {
-						return 0, "", err
-					}
-					got, nextTok = resp.GetLogonSessions(), resp.GetNextPageToken()
-				} else {
-					resp, err := cl.q.ListLogonSessions(ctx, &pb.ListLogonSessionsRequest{Host: host, Account: user,
-						StartTime: timestamppb.New(from), EndTime: timestamppb.New(to), PageSize: size, PageToken: token})
-					if err != nil {
-						return 0, "", err
-					}
-					got, nextTok = resp.GetLogonSessions(), resp.GetNextPageToken()
-				}
-				for _, l := range got {
-					list = append(list, rows.FromLogon(l))
-				}
-				return len(got), nextTok, nil
-			})
-			return err
+		list, next, err := c.fetchLogon(ctx, func(ctx context.Context, cl *client, size int32, token string) (logonPage, error) {
+			return cl.q.ListLogonSessions(ctx, &pb.ListLogonSessionsRequest{Host: host, Account: user,
+				StartTime: timestamppb.New(from), EndTime: timestamppb.New(to), PageSize: size, PageToken: token})
 		})
 		if err != nil {
 			return err
@@ -310,33 +286,13 @@ func (c *cli) sessionsCommand() *command {
 		if err := c.checkOutput(); err != nil {
 			return err
 		}
-		var list []rows.Logon
-		var next string
-		err = c.query(ctx, func(cl *client) (err error) {
-			next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
-				var got []*pb.LogonSessionInterval
-				var nextTok string
-				if open {
-					resp, err := cl.q.ListOpenSessions(ctx, &pb.ListOpenSessionsRequest{LogonTypes: types, AuthenticationPackage: pkg,
-						Host: host, Account: user, PageSize: size, PageToken: token})
-					if err != nil {
-						return 0, "", err
-					}
-					got, nextTok = resp.GetLogonSessions(), resp.GetNextPageToken()
-				} else {
-					resp, err := cl.q.ListLogonSessions(ctx, &pb.ListLogonSessionsRequest{Host: host, Account: user, LogonTypes: types,
-						AuthenticationPackage: pkg, StartTime: timestamppb.New(from), EndTime: timestamppb.New(to), PageSize: size, PageToken: token})
-					if err != nil {
-						return 0, "", err
-					}
-					got, nextTok = resp.GetLogonSessions(), resp.GetNextPageToken()
-				}
-				for _, l := range got {
-					list = append(list, rows.FromLogon(l))
-				}
-				return len(got), nextTok, nil
-			})
-			return err
+		list, next, err := c.fetchLogon(ctx, func(ctx context.Context, cl *client, size int32, token string) (logonPage, error) {
+			if open {
+				return cl.q.ListOpenSessions(ctx, &pb.ListOpenSessionsRequest{LogonTypes: types, AuthenticationPackage: pkg,
+					Host: host, Account: user, PageSize: size, PageToken: token})
+			}
+			return cl.q.ListLogonSessions(ctx, &pb.ListLogonSessionsRequest{Host: host, Account: user, LogonTypes: types,
+				AuthenticationPackage: pkg, StartTime: timestamppb.New(from), EndTime: timestamppb.New(to), PageSize: size, PageToken: token})
 		})
 		if err != nil {
 			return err
@@ -406,4 +362,33 @@ func (c *cli) versionCommand() *command {
 		return err
 	}
 	return cmd
+}
+
+// logonPage is a page of logon sessions: the answer of ListLogonSessions,
+// ListOpenSessions or AccountTimeline.
+type logonPage interface {
+	GetLogonSessions() []*pb.LogonSessionInterval
+	GetNextPageToken() string
+}
+
+// fetchLogon asks page for every page of logon sessions, up to --limit,
+// and returns their rows and the token of the page after the last one
+// fetched ("" when there is none).
+func (c *cli) fetchLogon(ctx context.Context, page func(ctx context.Context, cl *client, size int32, token string) (logonPage, error)) ([]rows.Logon, string, error) {
+	var list []rows.Logon
+	var next string
+	err := c.query(ctx, func(cl *client) (err error) {
+		next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
+			resp, err := page(ctx, cl, size, token)
+			if err != nil {
+				return 0, "", err
+			}
+			for _, l := range resp.GetLogonSessions() {
+				list = append(list, rows.FromLogon(l))
+			}
+			return len(resp.GetLogonSessions()), resp.GetNextPageToken(), nil
+		})
+		return err
+	})
+	return list, next, err
 }
