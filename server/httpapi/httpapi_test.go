@@ -809,7 +809,8 @@ func TestMethodsHeadersAndUI(t *testing.T) {
 		resp, body := f.do(t, http.MethodGet, path)
 		h := resp.Header
 		if h.Get("Content-Security-Policy") == "" || !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
-			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" {
+			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" ||
+			h.Get("Strict-Transport-Security") != "max-age=31536000" {
 			t.Errorf("%s: security headers missing: %v", path, h)
 		}
 		if api := strings.HasPrefix(path, "/api/"); api != (h.Get("Cache-Control") == "no-store") {

@@ -14,8 +14,8 @@ const ContentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-s
 // Site returns the collector's HTTP listener's handler: api under /api/
 // and ui (the web UI, nil for none) at /, every answer with the security
 // headers (Content-Security-Policy, X-Content-Type-Options: nosniff,
-// Referrer-Policy: no-referrer, X-Frame-Options: DENY) and the API's with
-// Cache-Control: no-store.
+// Referrer-Policy: no-referrer, X-Frame-Options: DENY; over TLS,
+// Strict-Transport-Security) and the API's with Cache-Control: no-store.
 func Site(api, ui http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api)
@@ -25,6 +25,11 @@ func Site(api, ui http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		SetSecurityHeaders(h)
+		if r.TLS != nil {
+			// Browsers that once reached the collector over HTTPS never
+			// try it in clear again (not sent without TLS: dev mode).
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		if r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/") {
 			h.Set("Cache-Control", "no-store")
 			if r.URL.Path == "/api" {
