@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -104,6 +105,8 @@ type history struct {
 	token  string
 	truths []*fleet.HostTruth
 	now    time.Time
+	// grpcAddr and caFile let the analysts' CLI ask the same collector.
+	grpcAddr, caFile string
 }
 
 // newHistory stores a simulated day of five hosts (through a real collector)
@@ -191,7 +194,12 @@ func newHistory(t *testing.T) *history {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &history{base: col.WebURL, client: col.WebClient, spki: serverSPKI(t, col.WebURL), token: token, truths: f.Truths(), now: now}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &history{base: col.WebURL, client: col.WebClient, spki: serverSPKI(t, col.WebURL), token: token, truths: f.Truths(), now: now,
+		grpcAddr: col.Addr, caFile: caFile}
 }
 
 // serverSPKI returns the base64 SHA-256 of the public key of the
@@ -230,6 +238,54 @@ func (h *history) apiGet(t *testing.T, path string, params url.Values, out any) 
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// cli runs the analysts' CLI (sessionaudit, built once per test run) with
+// --json against the same collector, over gRPC, and decodes its answer,
+// which has the HTTP API's shape.
+func (h *history) cli(t *testing.T, args ...string) logonList {
+	t.Helper()
+	cliOnce.Do(func() {
+		cliBin = filepath.Join(os.TempDir(), fmt.Sprintf("sessionaudit-webtest-%d", os.Getpid()))
+		out, err := exec.Command("go", "build", "-o", cliBin, "github.com/sessionaudit/sessionaudit/server/cmd/sessionaudit").CombinedOutput()
+		if err != nil {
+			cliErr = fmt.Errorf("go build the CLI: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { os.Remove(cliBin) })
+	})
+	if cliErr != nil {
+		t.Fatal(cliErr)
+	}
+	cmd := exec.Command(cliBin, append(args, "--json", "--limit", "0")...)
+	cmd.Env = append(os.Environ(), "SESSIONAUDIT_COLLECTOR="+h.grpcAddr, "SESSIONAUDIT_CA_CERT="+h.caFile,
+		"SESSIONAUDIT_TOKEN="+h.token, "XDG_CONFIG_HOME="+t.TempDir(), "SESSIONAUDIT_CONFIG=")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sessionaudit %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	var l logonList
+	if err := json.Unmarshal(out, &l); err != nil {
+		t.Fatalf("sessionaudit %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return l
+}
+
+var (
+	cliOnce sync.Once
+	cliBin  string
+	cliErr  error
+)
+
+// sameRows reports, as a test error, where the CLI's answer differs from
+// the HTTP API's for the same question.
+func sameRows(t *testing.T, question string, cli, api logonList) {
+	t.Helper()
+	if !reflect.DeepEqual(cli.LogonSessions, api.LogonSessions) || !reflect.DeepEqual(cli.ServerSessions, api.ServerSessions) {
+		t.Errorf("%s: the CLI and the HTTP API differ:\nCLI logon %+v\nAPI logon %+v\nCLI SMB %+v\nAPI SMB %+v",
+			question, cli.LogonSessions, api.LogonSessions, cli.ServerSessions, api.ServerSessions)
 	}
 }
 
@@ -580,6 +636,9 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("timeline table: account cell %q, want %q", tl.Tables[0][0][1], account)
 	}
 	b.screenshot("account-timeline", false)
+	// The CLI, asked the same question of the same collector, gives the
+	// same rows: CLI, API and UI agree on the same data.
+	sameRows(t, "timeline of "+account, h.cli(t, "timeline", "--user", account, "--since", "30d"), api)
 
 	// A workstation's timeline: one lane per account, bars as the API.
 	ws := h.truths[3]
@@ -627,6 +686,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("who was on %s at its busiest moment: the API has %d sessions, the ground truth %d", fs.Hostname, len(wantLogon)+len(wantSMB), fs.BusiestCount)
 	}
 	b.screenshot("who", true)
+	sameRows(t, "who was on "+fs.Hostname, h.cli(t, "who", "--host", fs.Hostname, "--at", at), whoAPI)
 
 	// Sessions open now.
 	open := b.show("#/open")
@@ -637,6 +697,8 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("open sessions: %d rows in %d tables, %d bars, %d open markers; the API has %d", rowsOf(open), len(open.Tables), open.Bars, open.Open, len(openAPI.LogonSessions))
 	}
 
+	sameRows(t, "sessions open now", h.cli(t, "sessions", "--open"), openAPI)
+
 	// SMB sessions from the computer that opened most of them.
 	from := busiestSource(h.truths)
 	smb := b.show(hashRoute("smb", url.Values{"from": {from}, "since": {"30d"}}))
@@ -646,6 +708,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("SMB sessions from %s: %d bars, %d rows; the API has %d (want at least one)", from, smb.Bars, rowsOf(smb), len(smbAPI.ServerSessions))
 	}
 	b.screenshot("smb", false)
+	sameRows(t, "SMB sessions from "+from, h.cli(t, "smb", "--from", from, "--since", "30d"), smbAPI)
 
 	// The hostile host: every name shown as text, nothing run; the CSV
 	// neutralized.
