@@ -250,7 +250,7 @@ func (c *cli) sessionsCommand() *command {
 		`sessionaudit sessions --open --host FS01 --type interactive,rdp`,
 		`sessionaudit sessions --type rdp --type cached-rdp --since 7d`,
 		`sessionaudit sessions --user 'CONTOSO\svc-backup' --type interactive,rdp --since 30d`)
-	cmd.Var(&types, "type", "logon type, repeatable or a comma list: "+strings.Join(rows.LogonTypeList(), ", ")+
+	cmd.Value(&types, "type", "", "logon type, repeatable or a comma list: "+strings.Join(rows.LogonTypeList(), ", ")+
 		",\nor a WMI number (10)")
 	cmd.String(&host, "host", "", "", "only this host: name (with or without its domain) or machine GUID")
 	cmd.String(&user, "user", "", "", `only this account, DOMAIN\name`)

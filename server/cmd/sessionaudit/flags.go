@@ -8,9 +8,9 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"github.com/sessionaudit/sessionaudit/server/internal/envflag"
 	"github.com/sessionaudit/sessionaudit/server/rows"
 )
 
@@ -22,8 +22,7 @@ type command struct {
 	short, summary string
 	// examples are command lines shown by --help.
 	examples []string
-	fs       *flag.FlagSet
-	env      map[string]string // flag name -> environment variable
+	*envflag.Set
 	// sections lists the flags in the order declared, under headings.
 	sections []section
 	run      func(ctx context.Context, c *cli) error
@@ -36,76 +35,27 @@ type section struct {
 }
 
 func newCommand(name, short, summary string, examples ...string) *command {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return &command{name: name, short: short, summary: summary, examples: examples, fs: fs, env: map[string]string{},
+	c := &command{name: name, short: short, summary: summary, examples: examples, Set: envflag.New(name),
 		sections: []section{{title: "Flags"}}}
+	c.Declared = func(flag string) {
+		last := &c.sections[len(c.sections)-1]
+		last.flags = append(last.flags, flag)
+	}
+	return c
 }
 
 // section starts a new heading for the flags declared after it.
 func (c *command) section(title string) { c.sections = append(c.sections, section{title: title}) }
 
-// String declares a string flag that the environment variable env (when
-// not "") may set.
-func (c *command) String(p *string, name, env, def, usage string) {
-	c.fs.StringVar(p, name, def, usage)
-	c.bindEnv(name, env)
-}
-
-// Duration declares a duration flag; see String.
-func (c *command) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	c.fs.DurationVar(p, name, def, usage)
-	c.bindEnv(name, env)
-}
-
-// Int declares an integer flag; see String.
-func (c *command) Int(p *int, name, env string, def int, usage string) {
-	c.fs.IntVar(p, name, def, usage)
-	c.bindEnv(name, env)
-}
-
-// Bool declares a boolean flag; see String.
-func (c *command) Bool(p *bool, name, env string, def bool, usage string) {
-	c.fs.BoolVar(p, name, def, usage)
-	c.bindEnv(name, env)
-}
-
-// Var declares a flag of any flag.Value.
-func (c *command) Var(v flag.Value, name, usage string) {
-	c.fs.Var(v, name, usage)
-	c.bindEnv(name, "")
-}
-
-func (c *command) bindEnv(name, env string) {
-	last := &c.sections[len(c.sections)-1]
-	last.flags = append(last.flags, name)
-	if env != "" {
-		c.env[name] = env
-	}
-}
-
 // parse reads the flags: a flag given on the command line wins over its
 // environment variable, which wins over the default. The config file comes
 // after both (cli.connect).
 func (c *command) parse(args []string, env lookupEnv) ([]string, error) {
-	if err := c.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
+	rest, err := c.Set.Parse(args, env)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		return nil, usageError{err.Error()}
 	}
-	given := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for name, variable := range c.env {
-		v, ok := env(variable)
-		if !ok || given[name] {
-			continue
-		}
-		if err := c.fs.Set(name, v); err != nil {
-			return nil, usagef("environment variable %s=%q (for --%s): %v", variable, v, name, err)
-		}
-	}
-	return c.fs.Args(), nil
+	return rest, err
 }
 
 // usage writes the command's help: synopsis, summary, examples, and every
@@ -125,9 +75,9 @@ func (c *command) usage(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "\n%s:\n", sec.title)
 		for _, name := range sec.flags {
-			f := c.fs.Lookup(name)
+			f := c.Lookup(name)
 			var extra []string
-			if env := c.env[f.Name]; env != "" {
+			if env := c.Env(f.Name); env != "" {
 				extra = append(extra, "env "+env)
 			}
 			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "0s" {

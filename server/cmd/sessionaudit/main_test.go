@@ -102,7 +102,7 @@ func TestHelp(t *testing.T) {
 				t.Errorf("%q: exit %d, %q", args, r.code, r.stdout)
 				continue
 			}
-			cmd.fs.VisitAll(func(f *flag.Flag) {
+			cmd.VisitAll(func(f *flag.Flag) {
 				if !strings.Contains(r.stdout, "--"+f.Name+" ") {
 					t.Errorf("%q does not explain --%s", args, f.Name)
 				}
