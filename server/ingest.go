@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 
@@ -54,6 +55,7 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 		case applied:
 			s.count(reports, store.IngestResult{Applied: []uint64{hb.Sequence}, Acknowledged: hb.Sequence})
 			s.metrics.batches.WithLabelValues(resultOK).Inc()
+			warnDropped(log, req)
 			return s.ingestResponse(hb.Sequence, false), nil
 		}
 		// Not applied: a duplicate, resync, late or first report, which
@@ -125,10 +127,16 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	}
 	log.Debug("batch stored", "reports", len(reports), "applied", len(res.Applied), "duplicates", len(res.Duplicates),
 		"late", len(res.Late), "acknowledged", res.Acknowledged, "dropped_reports", req.GetBatch().GetDroppedReports())
+	warnDropped(log, req)
+	return s.ingestResponse(res.Acknowledged, resync), nil
+}
+
+// warnDropped logs, once the batch is stored, that the agent's spool
+// overflowed and dropped reports before it (the batch says how many).
+func warnDropped(log *slog.Logger, req *pb.IngestRequest) {
 	if d := req.GetBatch().GetDroppedReports(); d > 0 {
 		log.Warn("agent dropped reports from its spool", "dropped_reports", d)
 	}
-	return s.ingestResponse(res.Acknowledged, resync), nil
 }
 
 func (s *Server) ingestResponse(acknowledged uint64, resync bool) *pb.IngestResponse {

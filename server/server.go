@@ -123,7 +123,7 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 // refuses a listener that is not on a loopback address.
 func (s *Server) Serve(lis net.Listener) error {
 	if s.cfg.InsecurePlaintextDev {
-		if tcp, ok := lis.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		if !IsLoopback(lis.Addr()) {
 			return fmt.Errorf("server: InsecurePlaintextDev refuses to listen on %s: only a loopback address is allowed without TLS", lis.Addr())
 		}
 		s.warnPlaintext(lis.Addr())
@@ -144,6 +144,13 @@ func (s *Server) Serve(lis net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// IsLoopback reports whether addr is a TCP address on a loopback
+// interface: the only kind InsecurePlaintextDev serves on.
+func IsLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // ListenAndServe listens on Config.ListenAddress and serves; see Serve.

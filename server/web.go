@@ -58,7 +58,7 @@ func WebTLSConfig(cert tls.Certificate) *tls.Config {
 // address.
 func (s *Server) ServeWeb(lis net.Listener, ui http.Handler) error {
 	if s.cfg.InsecurePlaintextDev {
-		if tcp, ok := lis.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		if !IsLoopback(lis.Addr()) {
 			lis.Close()
 			return fmt.Errorf("server: InsecurePlaintextDev refuses to serve HTTP on %s: only a loopback address is allowed without TLS", lis.Addr())
 		}

@@ -434,22 +434,8 @@ func (s *Store) LogonSessions(ctx context.Context, q LogonSessionsQuery) (Page[L
 	ct, cid := c.after(0)
 	where := []string{"s.start_time < $2", "s.end_before > $1", "(s.start_time, s.id) > ($3, $4)"}
 	args := []any{q.From, q.To, ct, cid}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	ok, err := s.logonFilters(ctx, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
-		Host: q.Host, Account: q.Account}, add)
-	if err != nil || !ok {
-		return none, err
-	}
-	args = append(args, n+1)
-	items, err := s.queryLogon(ctx, fmt.Sprintf(`SELECT * FROM logon_session s WHERE %s
-		ORDER BY s.start_time, s.id LIMIT $%d`, strings.Join(where, " AND "), len(args)), args...)
-	if err != nil {
-		return none, err
-	}
-	return logonPage(items, n), nil
+	return s.listLogon(ctx, where, args, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
+		Host: q.Host, Account: q.Account}, n)
 }
 
 // logonFilter is the filters LogonSessions and OpenSessions share; empty
@@ -459,6 +445,27 @@ type logonFilter struct {
 	AuthenticationPackage string
 	Host                  string
 	Account               string
+}
+
+// listLogon returns the first n logon sessions, ordered by start then id,
+// that meet the conditions where (whose parameters are args) and the
+// filters f.
+func (s *Store) listLogon(ctx context.Context, where []string, args []any, f logonFilter, n int) (Page[LogonInterval], error) {
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	ok, err := s.logonFilters(ctx, f, add)
+	if err != nil || !ok {
+		return Page[LogonInterval]{}, err
+	}
+	args = append(args, n+1)
+	items, err := s.queryLogon(ctx, fmt.Sprintf(`SELECT * FROM logon_session s WHERE %s
+		ORDER BY s.start_time, s.id LIMIT $%d`, strings.Join(where, " AND "), len(args)), args...)
+	if err != nil {
+		return Page[LogonInterval]{}, err
+	}
+	return logonPage(items, n), nil
 }
 
 // logonFilters adds f's conditions through add. It returns false when a
@@ -569,22 +576,8 @@ func (s *Store) OpenSessions(ctx context.Context, q OpenSessionsQuery) (Page[Log
 	ct, cid := c.after(0)
 	where := []string{"s.end_before = 'infinity'", "(s.start_time, s.id) > ($1, $2)"}
 	args := []any{ct, cid}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	ok, err := s.logonFilters(ctx, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
-		Host: q.Host, Account: q.Account}, add)
-	if err != nil || !ok {
-		return none, err
-	}
-	args = append(args, n+1)
-	items, err := s.queryLogon(ctx, fmt.Sprintf(`SELECT * FROM logon_session s WHERE %s
-		ORDER BY s.start_time, s.id LIMIT $%d`, strings.Join(where, " AND "), len(args)), args...)
-	if err != nil {
-		return none, err
-	}
-	return logonPage(items, n), nil
+	return s.listLogon(ctx, where, args, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
+		Host: q.Host, Account: q.Account}, n)
 }
 
 const hostCursorPrefix = "h1:"

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+	"github.com/sessionaudit/sessionaudit/server/rows"
 	"github.com/sessionaudit/sessionaudit/store"
 )
 
@@ -53,7 +54,7 @@ func (r StoreReader) WhoWasOn(ctx context.Context, host string, t time.Time) ([]
 				o.Account = s.Account.Domain + `\` + s.Account.Name
 			}
 			if s.LogonType != nil {
-				o.LogonType = LogonTypeName(*s.LogonType)
+				o.LogonType = rows.LogonTypeName(*s.LogonType)
 			}
 			out = append(out, o)
 		}
@@ -93,7 +94,7 @@ func (r QueryReader) WhoWasOn(ctx context.Context, host string, t time.Time) ([]
 				o.Account = a.GetDomain() + `\` + a.GetName()
 			}
 			if s.LogonTypeRaw != nil {
-				o.LogonType = LogonTypeName(s.GetLogonTypeRaw())
+				o.LogonType = rows.LogonTypeName(s.GetLogonTypeRaw())
 			}
 			out = append(out, o)
 		}
@@ -117,26 +118,6 @@ func endFromProto(e *pb.SessionEnd) (open bool, lastSeen, endBefore time.Time) {
 		endBefore = e.GetEndBefore().AsTime()
 	}
 	return e.GetOpen(), lastSeen, endBefore
-}
-
-// LogonTypeName names a raw WMI LogonType the way analysts say it
-// ("interactive", "network", "remote_interactive"...), or gives the number.
-func LogonTypeName(raw uint32) string {
-	name := pb.LogonTypeFromWMI(raw).String()
-	if name == pb.LogonType_LOGON_TYPE_UNSPECIFIED.String() {
-		return fmt.Sprint(raw)
-	}
-	const prefix = "LOGON_TYPE_"
-	if len(name) > len(prefix) {
-		name = name[len(prefix):]
-	}
-	b := []byte(name)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // Mismatch is one difference between the store and the ground truth.

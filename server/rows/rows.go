@@ -114,6 +114,16 @@ func ParseLogonType(s string) (pb.LogonType, error) {
 	return 0, fmt.Errorf("logon type %q: want one of %s, or a WMI number 0, 2..13", s, strings.Join(LogonTypeList(), ", "))
 }
 
+// LogonTypeName names a raw Win32_LogonSession.LogonType as the rows do:
+// its short name in LogonTypeNames, or "unknown(N)" for a number this
+// version does not know.
+func LogonTypeName(raw uint32) string {
+	if name, ok := LogonTypeNames[pb.LogonTypeFromWMI(raw)]; ok {
+		return name
+	}
+	return fmt.Sprintf("unknown(%d)", raw)
+}
+
 // LogonTypeList returns the short names in WMI order.
 func LogonTypeList() []string {
 	var out []string
@@ -153,10 +163,7 @@ func FromLogon(l *pb.LogonSessionInterval) Logon {
 	if s.LogonTypeRaw != nil {
 		v := int64(s.GetLogonTypeRaw())
 		r.LogonTypeRaw = &v
-		r.LogonType = LogonTypeNames[pb.LogonTypeFromWMI(s.GetLogonTypeRaw())]
-		if r.LogonType == "" {
-			r.LogonType = fmt.Sprintf("unknown(%d)", v)
-		}
+		r.LogonType = LogonTypeName(s.GetLogonTypeRaw())
 	}
 	return r
 }

@@ -178,7 +178,7 @@ func (c *cli) serve(ctx context.Context, cfg server.Config, o serveOptions) erro
 			return fmt.Errorf("--http-listen %s: %w", o.httpListen, err)
 		}
 		if cfg.InsecurePlaintextDev {
-			if tcp, ok := webLis.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+			if !server.IsLoopback(webLis.Addr()) {
 				lis.Close()
 				webLis.Close()
 				return usageError{fmt.Sprintf("--http-listen %s: --insecure-plaintext-dev serves HTTP only on a loopback address (or turn it off with --http-listen '')", o.httpListen)}

@@ -364,8 +364,8 @@ func (c *cli) versionCommand() *command {
 	return cmd
 }
 
-// logonPage is a page of logon sessions: the answer of ListLogonSessions,
-// ListOpenSessions or AccountTimeline.
+// logonPage is a page of logon sessions: the answer of ListLogonSessions or
+// ListOpenSessions.
 type logonPage interface {
 	GetLogonSessions() []*pb.LogonSessionInterval
 	GetNextPageToken() string
