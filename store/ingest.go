@@ -177,13 +177,8 @@ func (s *Store) resolve(ctx context.Context, reports []Report) (resolved, error)
 	}
 	var out resolved
 	var err error
-	if out.labels, err = s.labelIDs(ctx, labels); err != nil {
-		return out, err
-	}
-	if out.accounts, err = s.accountIDs(ctx, accounts); err != nil {
-		return out, err
-	}
-	return out, nil
+	out.labels, out.accounts, err = s.dictionaryIDs(ctx, labels, accounts)
+	return out, err
 }
 
 // logonKey identifies a logon session of a host: (boot, LogonId).
@@ -399,8 +394,10 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 	lower(&logonFrom, bootFrom.Add(-24*time.Hour))
 	b := &pgx.Batch{}
 	if len(logonIDs) > 0 {
+		// end_before > start_time >= $2: the bound lets the planner prune
+		// the monthly partitions before $2's month.
 		b.Queue(`SELECT id, boot_time, logon_id, start_time, last_seen, end_before, coalesce(account_id, 0) FROM logon_session
-			WHERE host_id = $1 AND start_time >= $2 AND logon_id = ANY($3) AND end_before < 'infinity'`,
+			WHERE host_id = $1 AND start_time >= $2 AND end_before > $2 AND logon_id = ANY($3) AND end_before < 'infinity'`,
 			st.hostID, logonFrom, logonIDs).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
@@ -422,7 +419,7 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 	}
 	if len(computers) > 0 {
 		b.Queue(`SELECT id, start_time, computer_label, user_label, last_seen, end_before FROM server_session
-			WHERE host_id = $1 AND start_time >= $2 AND computer_label = ANY($3) AND end_before < 'infinity'`,
+			WHERE host_id = $1 AND start_time >= $2 AND end_before > $2 AND computer_label = ANY($3) AND end_before < 'infinity'`,
 			st.hostID, serverFrom, computers).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
