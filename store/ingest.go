@@ -265,6 +265,12 @@ func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// Generic plans: the statements of the ingest are planned once per
+	// connection. With custom plans PostgreSQL re-planned the read of
+	// closed intervals at every call (its partitions are pruned by a
+	// parameter), which cost more than executing it; a generic plan prunes
+	// them when it starts.
+	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
 	var lastSeen, logonSeen, serverSeen pgtype.Timestamptz
 	b.Queue(`INSERT INTO host (machine_guid, first_received, last_received) VALUES ($1, $2, $2)
 		ON CONFLICT (machine_guid) DO UPDATE SET last_received = greatest(host.last_received, excluded.last_received)
