@@ -13,9 +13,20 @@ import (
 type sanitizer struct {
 	seq   uint64
 	notes []Note
+	// list and index name the element being cleaned ("LogonSessions", 3);
+	// field names are relative to it. The full name is only built for a
+	// note, so that clean values cost no string building.
+	list  string
+	index int
 }
 
+// at makes field names relative to element i of list ("" for the report).
+func (z *sanitizer) at(list string, i int) { z.list, z.index = list, i }
+
 func (z *sanitizer) note(field, format string, args ...any) {
+	if z.list != "" {
+		field = fmt.Sprintf("%s[%d].%s", z.list, z.index, field)
+	}
 	z.notes = append(z.notes, Note{Sequence: z.seq, Field: field, Change: fmt.Sprintf(format, args...)})
 }
 
@@ -149,44 +160,44 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	seen := make(map[string]bool, len(r.LogonSessions))
 	out.LogonSessions = make([]LogonSession, 0, len(r.LogonSessions))
 	for i, ls := range r.LogonSessions {
-		f := fmt.Sprintf("LogonSessions[%d]", i)
+		z.at("LogonSessions", i)
 		id, changes := cleanString(ls.LogonID, MaxKeyBytes)
 		switch {
 		case ls.LogonID == "":
-			z.note(f+".LogonID", "empty: session dropped")
+			z.note("LogonID", "empty: session dropped")
 			continue
 		case len(changes) > 0:
-			z.note(f+".LogonID", "%q is not a storable key (%s): session dropped", ls.LogonID, strings.Join(changes, ", "))
+			z.note("LogonID", "%q is not a storable key (%s): session dropped", ls.LogonID, strings.Join(changes, ", "))
 			continue
 		case seen[id]:
-			z.note(f+".LogonID", "%q appears twice: later copy dropped", id)
+			z.note("LogonID", "%q appears twice: later copy dropped", id)
 			continue
 		}
 		seen[id] = true
 		c := LogonSession{
 			LogonID:               id,
 			LogonType:             ls.LogonType,
-			AuthenticationPackage: z.str(f+".AuthenticationPackage", ls.AuthenticationPackage),
-			Caption:               z.str(f+".Caption", ls.Caption),
-			Description:           z.str(f+".Description", ls.Description),
-			Name:                  z.str(f+".Name", ls.Name),
-			Status:                z.str(f+".Status", ls.Status),
-			StartTime:             z.optTime(f+".StartTime", ls.StartTime, obs.Add(MaxClockSkew)),
-			InstallDate:           z.optTime(f+".InstallDate", ls.InstallDate, obs.Add(MaxClockSkew)),
+			AuthenticationPackage: z.str("AuthenticationPackage", ls.AuthenticationPackage),
+			Caption:               z.str("Caption", ls.Caption),
+			Description:           z.str("Description", ls.Description),
+			Name:                  z.str("Name", ls.Name),
+			Status:                z.str("Status", ls.Status),
+			StartTime:             z.optTime("StartTime", ls.StartTime, obs.Add(MaxClockSkew)),
+			InstallDate:           z.optTime("InstallDate", ls.InstallDate, obs.Add(MaxClockSkew)),
 		}
 		if c.StartTime.After(obs) {
-			z.note(f+".StartTime", "%s is after the observation: set to the observation time %s",
+			z.note("StartTime", "%s is after the observation: set to the observation time %s",
 				c.StartTime.Format(time.RFC3339Nano), obs.Format(time.RFC3339Nano))
 			c.StartTime = obs
 		}
 		if ls.Account != nil {
 			a := Account{
-				Domain: z.str(f+".Account.Domain", ls.Account.Domain),
-				Name:   z.str(f+".Account.Name", ls.Account.Name),
-				SID:    z.str(f+".Account.SID", ls.Account.SID),
+				Domain: z.str("Account.Domain", ls.Account.Domain),
+				Name:   z.str("Account.Name", ls.Account.Name),
+				SID:    z.str("Account.SID", ls.Account.SID),
 			}
 			if a.Name == "" {
-				z.note(f+".Account.Name", "empty: session stored without account")
+				z.note("Account.Name", "empty: session stored without account")
 			} else {
 				c.Account = &a
 			}
@@ -195,23 +206,24 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	}
 	out.ServerSessions = make([]ServerSession, 0, len(r.ServerSessions))
 	for i, ss := range r.ServerSessions {
-		f := fmt.Sprintf("ServerSessions[%d]", i)
+		z.at("ServerSessions", i)
 		c := ss
-		c.ComputerName = z.str(f+".ComputerName", ss.ComputerName)
-		c.UserName = z.str(f+".UserName", ss.UserName)
-		c.ClientType = z.str(f+".ClientType", ss.ClientType)
-		c.TransportName = z.str(f+".TransportName", ss.TransportName)
-		c.Caption = z.str(f+".Caption", ss.Caption)
-		c.Description = z.str(f+".Description", ss.Description)
-		c.Name = z.str(f+".Name", ss.Name)
-		c.Status = z.str(f+".Status", ss.Status)
-		c.InstallDate = z.optTime(f+".InstallDate", ss.InstallDate, obs.Add(MaxClockSkew))
+		c.ComputerName = z.str("ComputerName", ss.ComputerName)
+		c.UserName = z.str("UserName", ss.UserName)
+		c.ClientType = z.str("ClientType", ss.ClientType)
+		c.TransportName = z.str("TransportName", ss.TransportName)
+		c.Caption = z.str("Caption", ss.Caption)
+		c.Description = z.str("Description", ss.Description)
+		c.Name = z.str("Name", ss.Name)
+		c.Status = z.str("Status", ss.Status)
+		c.InstallDate = z.optTime("InstallDate", ss.InstallDate, obs.Add(MaxClockSkew))
 		if ss.ActiveTime != nil && obs.Add(-time.Duration(*ss.ActiveTime)*time.Second).Before(Earliest) {
-			z.note(f+".ActiveTime", "%d s puts the start before %s: treated as absent", *ss.ActiveTime, Earliest.Format(time.RFC3339))
+			z.note("ActiveTime", "%d s puts the start before %s: treated as absent", *ss.ActiveTime, Earliest.Format(time.RFC3339))
 			c.ActiveTime = nil
 		}
 		out.ServerSessions = append(out.ServerSessions, c)
 	}
+	z.at("", 0)
 	for i, id := range r.EndedLogonIDs {
 		c, changes := cleanString(id, MaxKeyBytes)
 		if id == "" || len(changes) > 0 {
@@ -221,26 +233,29 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		out.EndedLogonIDs = append(out.EndedLogonIDs, c)
 	}
 	for i, k := range r.EndedServerSessions {
-		f := fmt.Sprintf("EndedServerSessions[%d]", i)
+		z.at("EndedServerSessions", i)
 		out.EndedServerSessions = append(out.EndedServerSessions, ServerSessionKey{
-			ComputerName: z.str(f+".ComputerName", k.ComputerName),
-			UserName:     z.str(f+".UserName", k.UserName),
+			ComputerName: z.str("ComputerName", k.ComputerName),
+			UserName:     z.str("UserName", k.UserName),
 		})
 	}
 	out.CollectionErrors = cleanErrors(z, r.CollectionErrors)
 	return out, z.notes, nil
 }
 
+// cleanErrors cleans a report's collection errors; it leaves z at the
+// report's level.
 func cleanErrors(z *sanitizer, errs []CollectionError) []CollectionError {
 	var out []CollectionError
 	for i, e := range errs {
-		f := fmt.Sprintf("CollectionErrors[%d]", i)
+		z.at("CollectionErrors", i)
 		out = append(out, CollectionError{
-			Class:     z.str(f+".Class", e.Class),
-			Message:   z.str(f+".Message", e.Message),
+			Class:     z.str("Class", e.Class),
+			Message:   z.str("Message", e.Message),
 			ValueOnly: e.ValueOnly,
 		})
 	}
+	z.at("", 0)
 	return out
 }
 
