@@ -7,6 +7,9 @@
 //
 //	DATABASE_URL=postgres://user:pass@host/db go run ./store/cmd/storebench [flags]
 //
+// With -floor it only measures the least an ingest call can cost on the
+// machine (floor.go).
+//
 // The database should be dedicated to the benchmark: storebench migrates it,
 // fills it with synthetic history (unless -reuse and it is already filled) and
 // adds a scratch table. Results are written to standard output as Markdown.
@@ -44,6 +47,7 @@ var (
 	ingestServer = flag.Int("ingest-server", 20, "server sessions per full snapshot in the ingest benchmark")
 	workers      = flag.Int("workers", 4, "concurrent ingest callers")
 	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the ingest benchmark (Go side) to this file")
+	floorOnly    = flag.Bool("floor", false, "only measure the floor of an ingest call (the stripped protocol against a COPY per call; floor.go)")
 )
 
 // now is the end of the synthetic year.
@@ -74,6 +78,10 @@ func main() {
 	machine = fmt.Sprintf("%s/%s, %d CPUs (GOMAXPROCS %d)", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	fmt.Printf("## storebench %s\n\n- machine: %s\n- server: %s\n\n", now.Format("2006-01-02"), machine, version)
 
+	if *floorOnly {
+		floor(ctx, url)
+		return
+	}
 	if !*reuse || !loaded(ctx, s) {
 		start := time.Now()
 		if err := generate(ctx, s); err != nil {
