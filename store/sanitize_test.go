@@ -188,3 +188,26 @@ func TestIngestBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A note names its element by list and index, and fields after a list are
+// named at the report's level again.
+func TestCleanReportNoteFields(t *testing.T) {
+	r := Report{Sequence: 1, Kind: KindFull, ObservedAt: at(0)}
+	r.LogonSessions = []LogonSession{{LogonID: "1"}, {LogonID: "2", Status: "o\x00k"}}
+	r.ServerSessions = []ServerSession{{ComputerName: "PC", UserName: "u"}, {ComputerName: "PC\x00", UserName: "u"}}
+	r.EndedLogonIDs = []string{"3", ""}
+	r.EndedServerSessions = []ServerSessionKey{{ComputerName: "A", UserName: "b\xff"}}
+	r.CollectionErrors = []CollectionError{{Class: ClassServerSession, Message: "m\x00"}}
+	_, notes, err := cleanReport(r, guid, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range notes {
+		got = append(got, n.Field)
+	}
+	want := "LogonSessions[1].Status,ServerSessions[1].ComputerName,EndedLogonIDs[1],EndedServerSessions[0].UserName,CollectionErrors[0].Message"
+	if strings.Join(got, ",") != want {
+		t.Errorf("noted fields %v, want %s", got, want)
+	}
+}
