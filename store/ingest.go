@@ -175,10 +175,7 @@ func (s *Store) resolve(ctx context.Context, reports []Report) (resolved, error)
 			labels = append(labels, k.ComputerName, k.UserName)
 		}
 	}
-	var out resolved
-	var err error
-	out.labels, out.accounts, err = s.dictionaryIDs(ctx, labels, accounts)
-	return out, err
+	return s.dictionaryIDs(ctx, labels, accounts)
 }
 
 // logonKey identifies a logon session of a host: (boot, LogonId).
@@ -400,8 +397,8 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 	lower(&logonFrom, bootFrom.Add(-24*time.Hour))
 	b := &pgx.Batch{}
 	if len(logonIDs) > 0 {
-		// end_before > start_time >= $2: the bound lets the planner prune
-		// the monthly partitions before $2's month.
+		// end_before > start_time >= $2: the bound prunes the monthly
+		// partitions before $2's month (when the generic plan starts).
 		b.Queue(`SELECT id, boot_time, logon_id, start_time, last_seen, end_before, coalesce(account_id, 0) FROM logon_session
 			WHERE host_id = $1 AND start_time >= $2 AND end_before > $2 AND logon_id = ANY($3) AND end_before < 'infinity'`,
 			st.hostID, logonFrom, logonIDs).

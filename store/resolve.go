@@ -22,7 +22,7 @@ type accountRow struct {
 // accounts its reports name that the Store's caches do not hold yet.
 type interning struct {
 	labels   map[string]int32 // every value named; 0 until known
-	missing  []string         // sorted
+	missing  []string         // sorted when queued
 	gotL     []labelRow
 	accounts map[string]int32 // every accountKey named; 0 until known
 	domains  []string         // the missing accounts, in parallel
@@ -32,14 +32,14 @@ type interning struct {
 }
 
 // dictionaryIDs returns the label_id of every value and the account_id of
-// every account, interning the ones not yet known (accounts matched on
+// every account (keyed by accountKey), interning the ones not yet known (accounts matched on
 // DOMAIN\name without regard to case, recording a SID the account did not
 // have). The missing ones cost one round trip for both: a pipeline, an
 // implicit transaction of its own outside the ingest's, where labels then
 // accounts are inserted in sorted order, so that concurrent callers neither
 // deadlock nor wait on each other's batches (a dictionary entry is only a
 // name, harmless if the batch then fails).
-func (s *Store) dictionaryIDs(ctx context.Context, values []string, accounts []*Account) (map[string]int32, map[string]int32, error) {
+func (s *Store) dictionaryIDs(ctx context.Context, values []string, accounts []*Account) (resolved, error) {
 	in := interning{labels: make(map[string]int32, len(values)), accounts: make(map[string]int32, len(accounts))}
 	s.mu.Lock()
 	for _, v := range values {
@@ -61,13 +61,13 @@ func (s *Store) dictionaryIDs(ctx context.Context, values []string, accounts []*
 	}
 	s.mu.Unlock()
 	if len(in.missing) == 0 && len(in.domains) == 0 {
-		return in.labels, in.accounts, nil
+		return resolved{in.labels, in.accounts}, nil
 	}
 	b := &pgx.Batch{}
 	in.queueLabels(b)
 	in.queueAccounts(b)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, fmt.Errorf("store: intern %d labels and %d accounts: %w", len(in.missing), len(in.domains), err)
+		return resolved{}, fmt.Errorf("store: intern %d labels and %d accounts: %w", len(in.missing), len(in.domains), err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,7 +80,7 @@ func (s *Store) dictionaryIDs(ctx context.Context, values []string, accounts []*
 	}
 	for _, v := range in.missing {
 		if in.labels[v] == 0 {
-			return nil, nil, fmt.Errorf("store: label %q was not stored", v)
+			return resolved{}, fmt.Errorf("store: label %q was not stored", v)
 		}
 	}
 	if len(s.accounts) > maxCacheEntries {
@@ -91,7 +91,7 @@ func (s *Store) dictionaryIDs(ctx context.Context, values []string, accounts []*
 		in.accounts[k] = r.ID
 		s.accounts[k] = r.ID
 	}
-	return in.labels, in.accounts, nil
+	return resolved{in.labels, in.accounts}, nil
 }
 
 // queueLabels inserts the missing labels in sorted order and reads them back.

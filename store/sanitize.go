@@ -24,8 +24,11 @@ type sanitizer struct {
 func (z *sanitizer) at(list string, i int) { z.list, z.index = list, i }
 
 func (z *sanitizer) note(field, format string, args ...any) {
-	if z.list != "" {
+	switch {
+	case z.list != "" && field != "":
 		field = fmt.Sprintf("%s[%d].%s", z.list, z.index, field)
+	case z.list != "":
+		field = fmt.Sprintf("%s[%d]", z.list, z.index) // the element itself
 	}
 	z.notes = append(z.notes, Note{Sequence: z.seq, Field: field, Change: fmt.Sprintf(format, args...)})
 }
@@ -223,11 +226,11 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		}
 		out.ServerSessions = append(out.ServerSessions, c)
 	}
-	z.at("", 0)
 	for i, id := range r.EndedLogonIDs {
+		z.at("EndedLogonIDs", i)
 		c, changes := cleanString(id, MaxKeyBytes)
 		if id == "" || len(changes) > 0 {
-			z.note(fmt.Sprintf("EndedLogonIDs[%d]", i), "%q is not a storable key: ignored", id)
+			z.note("", "%q is not a storable key: ignored", id)
 			continue
 		}
 		out.EndedLogonIDs = append(out.EndedLogonIDs, c)

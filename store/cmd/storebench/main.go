@@ -12,7 +12,7 @@
 //
 // The database should be dedicated to the benchmark: storebench migrates it,
 // fills it with synthetic history (unless -reuse and it is already filled) and
-// adds a scratch table. Results are written to standard output as Markdown.
+// adds scratch tables, dropped at the end. Results are written to standard output as Markdown.
 package main
 
 import (
