@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 )
 
-// Defaults of Config's limits and timings. docs/design/collector.md says why
+// Defaults of Config's limits and timings. docs/design/0004-collector.md says why
 // each is what it is.
 const (
 	// DefaultMaxMessageBytes bounds one request (an Ingest batch): 4 MiB.
@@ -109,7 +111,7 @@ type Config struct {
 	// pki.DefaultAgentValidity (7 days).
 	AgentCertValidity time.Duration
 	// RenewalGrace is how long after expiry an agent may still renew by
-	// proof at Enroll; default pki.DefaultRenewalGrace (30 days).
+	// proof at Enroll; default identity.DefaultRenewalGrace (30 days).
 	RenewalGrace time.Duration
 
 	// MaxMessageBytes bounds a request; larger ones get RESOURCE_EXHAUSTED
@@ -216,7 +218,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ListenAddress = DefaultListenAddress
 	}
 	setDur(&c.AgentCertValidity, pki.DefaultAgentValidity)
-	setDur(&c.RenewalGrace, pki.DefaultRenewalGrace)
+	setDur(&c.RenewalGrace, identity.DefaultRenewalGrace)
 	setInt(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	setInt(&c.MaxReportsPerBatch, DefaultMaxReportsPerBatch)
 	setInt(&c.MaxSessionsPerSnapshot, DefaultMaxSessionsPerSnapshot)

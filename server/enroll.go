@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/store"
@@ -27,12 +29,6 @@ type collectorService struct {
 // used up or revoked, or the renewal proof bad.
 var errEnrollRefused = status.Error(codes.Unauthenticated, "enrollment refused: the secret or renewal proof is not valid")
 
-// normalizeGUID returns a machine GUID in the canonical form the
-// certificates carry: lower case, without braces.
-func normalizeGUID(g string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(g), "{"), "}"))
-}
-
 // Enroll implements CollectorService.Enroll.
 func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*pb.EnrollResponse, error) {
 	s := c.s
@@ -50,8 +46,8 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 	if req.GetHost() == nil {
 		return nil, c.enrollInvalid(src, "host: is required")
 	}
-	guid := normalizeGUID(req.GetHost().GetMachineGuid())
-	if err := pki.ValidateMachineGUID(guid); err != nil {
+	guid, err := identity.ParseMachineGUID(req.GetHost().GetMachineGuid())
+	if err != nil {
 		return nil, c.enrollInvalid(src, "host.machine_guid: "+err.Error())
 	}
 	if n := len(req.GetCsrDer()); n == 0 || n > pki.MaxCSRSize {
@@ -69,7 +65,7 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 		return nil, errEnrollRefused
 	}
 
-	agentID := pki.NewAgentID()
+	agentID := identity.NewAgentID()
 	issued, err := s.cfg.CA.SignAgentCSR(req.GetCsrDer(), agentID, guid, s.cfg.AgentCertValidity, now)
 	if err != nil {
 		return nil, c.signError(src, err)

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/store"
 	"google.golang.org/grpc/codes"
@@ -217,7 +219,7 @@ func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report,
 			return nil, fail(kind+".taken_at", "%s is more than %s ahead of the collector's clock (%s)",
 				r.ObservedAt.Format(time.RFC3339), store.MaxClockSkew, now.UTC().Format(time.RFC3339))
 		}
-		if r.Host != nil && r.Host.MachineGUID != "" && normalizeGUID(r.Host.MachineGUID) != machineGUID {
+		if r.Host != nil && r.Host.MachineGUID != "" && identity.NormalizeMachineGUID(r.Host.MachineGUID) != machineGUID {
 			// C1: identity comes from the certificate only.
 			return nil, fail(kind+".host.machine_guid", "%q is not the machine this agent's certificate is bound to (%s)", r.Host.MachineGUID, machineGUID)
 		}

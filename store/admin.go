@@ -11,8 +11,8 @@ package store
 // towards a stored one: learning how many leading bytes of some stored hash
 // match a guess reveals nothing usable about the value (SHA-256 is preimage
 // resistant), and the values carry 256 random bits. The row found is compared
-// again with crypto/subtle. The scheme is docs/design/security.md (C3, C9);
-// the tables are in docs/design/storage.md ("Access-control data").
+// again with crypto/subtle. The scheme is docs/design/0003-security.md (C3, C9);
+// the tables are in docs/design/0002-storage.md ("Access-control data").
 
 import (
 	"context"
@@ -96,7 +96,7 @@ type EnrollmentSecret struct {
 type NewEnrollment struct {
 	// Secret is the clear enrollment secret the agent presented.
 	Secret string
-	// AgentID is the id the collector assigned (server/pki.NewAgentID).
+	// AgentID is the id the collector assigned (server/identity.NewAgentID).
 	AgentID string
 	// Host carries the machine GUID (required) and the facts the agent sent.
 	Host Host
@@ -124,7 +124,7 @@ type Agent struct {
 	// LastReceived is when the collector last received a report from it.
 	LastReceived time.Time
 	// PreviousCertSerial is the certificate issued before CertSerial (empty
-	// before the first renewal), for clone detection (security.md C6).
+	// before the first renewal), for clone detection (docs/design/0003-security.md C6).
 	PreviousCertSerial string
 	// Source is the network address the agent enrolled from (empty for agents
 	// the store learnt of without enrollment).
@@ -133,7 +133,7 @@ type Agent struct {
 
 // MachineEnrolledError is the error behind ErrMachineEnrolled: it names the
 // enabled agents that hold the machine GUID, for the alert the collector
-// raises (security.md C4).
+// raises (docs/design/0003-security.md C4).
 type MachineEnrolledError struct {
 	MachineGUID string
 	// AgentID is the agent refused (enrolling, or being enabled).
@@ -261,11 +261,11 @@ func (s *Store) RevokeEnrollmentSecret(ctx context.Context, id string) error {
 // The error text says why a secret was refused, for the collector's log; the
 // agent must only be told that it was.
 func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
-	guid := normGUID(e.Host.MachineGUID)
 	if err := validKey("AgentID", e.AgentID); err != nil {
 		return err
 	}
-	if err := validKey("Host.MachineGUID", guid); err != nil {
+	guid, err := validMachineGUID("Host.MachineGUID", e.Host.MachineGUID)
+	if err != nil {
 		return err
 	}
 	if err := validKey("CertSerial", e.CertSerial); err != nil {
@@ -284,7 +284,7 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 	now := pgTime(s.now())
 	fact := func(v string) string { c, _ := cleanString(v, MaxStringBytes); return c }
 
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The secret's row lock serializes the enrollments that use it, so
 		// that the use count cannot be overrun.
 		var secretID string
@@ -388,8 +388,8 @@ func lockHost(ctx context.Context, tx pgx.Tx, guid string, now time.Time, h Host
 // A new allowance replaces the previous one of the GUID. The GUID need not be
 // known yet. expiresAt must be after now.
 func (s *Store) AllowReenrollment(ctx context.Context, machineGUID string, expiresAt time.Time) error {
-	guid := normGUID(machineGUID)
-	if err := validKey("machineGUID", guid); err != nil {
+	guid, err := validMachineGUID("machineGUID", machineGUID)
+	if err != nil {
 		return err
 	}
 	now := pgTime(s.now())
@@ -399,7 +399,7 @@ func (s *Store) AllowReenrollment(ctx context.Context, machineGUID string, expir
 	if err := validExpiry("expiresAt", expiresAt, now); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO reenrollment_allowance (machine_guid, expires_at, created_at) VALUES ($1, $2, $3)
+	_, err = s.pool.Exec(ctx, `INSERT INTO reenrollment_allowance (machine_guid, expires_at, created_at) VALUES ($1, $2, $3)
 		ON CONFLICT (machine_guid) DO UPDATE SET expires_at = excluded.expires_at, created_at = excluded.created_at`,
 		guid, pgTime(expiresAt), now)
 	if err != nil {
@@ -464,7 +464,7 @@ func (s *Store) ListAgents(ctx context.Context) ([]Agent, error) {
 //
 // Disabling a disabled agent keeps the first time. Enabling an agent whose
 // machine GUID another enabled agent holds fails with a
-// *MachineEnrolledError: one enabled agent per machine (security.md C4).
+// *MachineEnrolledError: one enabled agent per machine (docs/design/0003-security.md C4).
 func (s *Store) SetAgentDisabled(ctx context.Context, id string, disabled bool) error {
 	if err := validKey("id", id); err != nil {
 		return err
@@ -659,10 +659,6 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// normGUID is a machine GUID as the store keys it (as Ingest does):
-// lower-case, without braces.
-func normGUID(s string) string { return strings.ToLower(strings.Trim(s, "{}")) }
-
 // newID returns a short random id (16 hex digits) for a secret or token. It
 // is public: it names the credential in lists and logs.
 func newID() (string, error) {
@@ -724,7 +720,7 @@ func validExpiry(field string, t, now time.Time) error {
 // HostsNamedLike returns the machine GUIDs of the other hosts, with an
 // enabled agent, whose host name and domain equal hostname and domain
 // (without regard to case), excluding machineGUID: a new enrollment that
-// takes the name of a known host may be a fake host (security.md C12).
+// takes the name of a known host may be a fake host (docs/design/0003-security.md C12).
 func (s *Store) HostsNamedLike(ctx context.Context, hostname, domain, machineGUID string) ([]string, error) {
 	if hostname == "" {
 		return nil, nil

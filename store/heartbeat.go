@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,8 +43,8 @@ func (s *Store) IngestHeartbeats(ctx context.Context, hbs []Heartbeat) (applied 
 	index := make(map[string]int, n) // agent id → position in hbs
 	seenGUID := make(map[string]bool, n)
 	for i, h := range hbs {
-		guid := strings.ToLower(strings.Trim(h.MachineGUID, "{}"))
-		if validKey("machineGUID", guid) != nil || validKey("agentID", h.AgentID) != nil {
+		guid, err := validMachineGUID("machineGUID", h.MachineGUID)
+		if err != nil || validKey("agentID", h.AgentID) != nil {
 			continue
 		}
 		c, _, err := cleanReport(Report{Kind: KindHeartbeat, Sequence: h.Sequence, BaseSequence: h.BaseSequence, ObservedAt: h.ObservedAt}, guid, now)

@@ -6,10 +6,12 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 // sanitizer cleans one report's values and records every change as a Note.
-// The rules are in docs/design/storage.md ("Bad input").
+// The rules are in docs/design/0002-storage.md ("Bad input").
 type sanitizer struct {
 	seq   uint64
 	notes []Note
@@ -66,6 +68,17 @@ func (z *sanitizer) str(field, s string) string {
 }
 
 // validKey checks an identifier given as a call parameter.
+// validMachineGUID returns raw as the store keys a machine GUID: the one
+// canonical form of the protocol (identity.ParseMachineGUID), or a
+// *FieldError naming field.
+func validMachineGUID(field, raw string) (string, error) {
+	g, err := identity.ParseMachineGUID(raw)
+	if err != nil {
+		return "", &FieldError{Field: field, Reason: err.Error()}
+	}
+	return g, nil
+}
+
 func validKey(field, s string) error {
 	switch {
 	case s == "":
@@ -147,7 +160,7 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	}
 	if r.Host != nil {
 		h := *r.Host
-		if h.MachineGUID != "" && !strings.EqualFold(strings.Trim(h.MachineGUID, "{}"), machineGUID) {
+		if h.MachineGUID != "" && identity.NormalizeMachineGUID(h.MachineGUID) != machineGUID {
 			return fail("Host.MachineGUID", "%q differs from the host the batch is for (%q)", h.MachineGUID, machineGUID)
 		}
 		h.MachineGUID = machineGUID

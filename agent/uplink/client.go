@@ -9,14 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
-	"github.com/sessionaudit/sessionaudit/server/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -83,7 +83,7 @@ type Options struct {
 	// CallTimeout bounds each call; default DefaultCallTimeout.
 	CallTimeout time.Duration
 	// RenewalGrace is how long after expiry the agent tries a renewal proof
-	// before it falls back to its secret; default pki.DefaultRenewalGrace.
+	// before it falls back to its secret; default identity.DefaultRenewalGrace.
 	RenewalGrace time.Duration
 	// DialOptions are added to the connection's options (a proxy dialer,
 	// interceptors).
@@ -169,7 +169,7 @@ func New(opts Options) (*Client, error) {
 		opts.CallTimeout = DefaultCallTimeout
 	}
 	if opts.RenewalGrace <= 0 {
-		opts.RenewalGrace = pki.DefaultRenewalGrace
+		opts.RenewalGrace = identity.DefaultRenewalGrace
 	}
 	c := &Client{
 		opts:         opts,
@@ -319,7 +319,7 @@ func (c *Client) EnsureIdentity(ctx context.Context) error {
 	if id != nil && c.opts.Clock.Now().Before(id.NotAfter) {
 		return nil // the common case, on every delivery attempt
 	}
-	guid := normalizeGUID(c.opts.Host().GetMachineGuid())
+	guid := identity.NormalizeMachineGUID(c.opts.Host().GetMachineGuid())
 	if id == nil {
 		if err := c.store.prepare(); err != nil {
 			return err
@@ -382,10 +382,6 @@ func (c *Client) EnsureIdentity(ctx context.Context) error {
 	return c.enrollWithSecret(ctx, guid)
 }
 
-func normalizeGUID(g string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(g), "{"), "}"))
-}
-
 // enrollWithSecret enrolls as a new agent with the enrollment secret.
 func (c *Client) enrollWithSecret(ctx context.Context, guid string) error {
 	if c.opts.EnrollmentSecret == "" {
@@ -403,7 +399,7 @@ func (c *Client) enrollWithSecret(ctx context.Context, guid string) error {
 // enrollByProof enrolls again as old's agent, proving it holds old's key.
 func (c *Client) enrollByProof(ctx context.Context, old *Identity, guid string) error {
 	return c.enroll(ctx, func(req *pb.EnrollRequest, csr []byte) error {
-		proof, err := pki.SignRenewalProof(old.Key, csr)
+		proof, err := identity.SignRenewalProof(old.Key, csr)
 		if err != nil {
 			return err
 		}
@@ -416,7 +412,7 @@ func (c *Client) enrollByProof(ctx context.Context, old *Identity, guid string) 
 // enroll makes a key and CSR, calls Enroll over a connection without a
 // client certificate, and stores and installs the identity it gets.
 func (c *Client) enroll(ctx context.Context, fill func(req *pb.EnrollRequest, csr []byte) error) error {
-	key, csr, err := pki.NewAgentKeyAndCSR()
+	key, csr, err := identity.NewAgentKeyAndCSR()
 	if err != nil {
 		return err
 	}
@@ -498,7 +494,7 @@ func (c *Client) MaybeRenew(ctx context.Context) (bool, error) {
 }
 
 func (c *Client) renew(ctx context.Context, old *Identity) error {
-	key, csr, err := pki.NewAgentKeyAndCSR()
+	key, csr, err := identity.NewAgentKeyAndCSR()
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@
 // Windows it is given to BUILTIN\Administrators with a protected DACL
 // ("O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)") granting full control to
 // SYSTEM and Administrators only, inherited by the files, and cutting off
-// the read access ProgramData gives Users (security.md, A1). Taking
+// the read access ProgramData gives Users (docs/design/0003-security.md, A1). Taking
 // ownership matters: ProgramData lets any user create a directory, and an
 // owner can always rewrite the DACL. Temporary files are created anew
 // (O_EXCL after removing a leftover), never written through a planted file
@@ -48,7 +48,7 @@
 //
 // # Trust in the collector
 //
-// The collector is verified with pki.ClientTLSConfig (TLS 1.3, the
+// The collector is verified with identity.ClientTLSConfig (TLS 1.3, the
 // certificate's name checked). Options.CAPool is the CA file of the Group
 // Policy (config.Settings.CACertificate); Options.CAPins are SHA-256s of
 // SubjectPublicKeyInfo (config.Settings.CAPins). With both, the chain must

@@ -4,15 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
-	"github.com/sessionaudit/sessionaudit/server/pki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -65,12 +67,12 @@ func startFake(t *testing.T, p *testPKI, clk clock.Clock, validity time.Duration
 }
 
 func (f *fakeCollector) sign(csr []byte, agentID, guid string) (*pb.EnrollResponse, error) {
-	ic, err := f.pki.ca.SignAgentCSR(csr, agentID, guid, f.validity, f.clock.Now())
+	ic, err := f.pki.signAgentCSR(csr, agentID, guid, f.validity, f.clock.Now())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return &pb.EnrollResponse{AgentId: agentID, CertificateDer: ic.DER, CaChainDer: ic.ChainDER,
-		NotAfter: timestamppb.New(ic.Certificate.NotAfter), RenewAfter: timestamppb.New(ic.RenewAfter)}, nil
+	return &pb.EnrollResponse{AgentId: agentID, CertificateDer: ic.DER, CaChainDer: [][]byte{ic.CADER},
+		NotAfter: timestamppb.New(ic.NotAfter), RenewAfter: timestamppb.New(ic.RenewAfter)}, nil
 }
 
 func (f *fakeCollector) Enroll(_ context.Context, req *pb.EnrollRequest) (*pb.EnrollResponse, error) {
@@ -88,31 +90,51 @@ func (f *fakeCollector) Enroll(_ context.Context, req *pb.EnrollRequest) (*pb.En
 		if refuse {
 			return nil, status.Error(codes.Unauthenticated, "enrollment refused")
 		}
-		id, err := f.trust().VerifyRenewalProof(req.GetPreviousCertificateDer(), req.GetRenewalProof(), req.GetCsrDer(), f.clock.Now(), pki.DefaultRenewalGrace)
+		id, err := f.verifyRenewalProof(req)
 		if err != nil {
 			return nil, status.Error(codes.Unauthenticated, "enrollment refused")
 		}
-		agentID = id.AgentID
+		agentID = id
 	}
 	return f.sign(req.GetCsrDer(), agentID, req.GetHost().GetMachineGuid())
 }
 
-func (f *fakeCollector) trust() *pki.Trust {
-	analyst, _ := pki.NewCA("analyst", 24*time.Hour, time.Now())
-	tr, err := pki.NewTrust([]*x509.Certificate{f.pki.ca.Certificate()}, []*x509.Certificate{analyst.Certificate()})
+// verifyRenewalProof returns the agent id of the request's previous
+// certificate when it was issued by the test CA, expired at most
+// identity.DefaultRenewalGrace ago, and its key signed the new CSR.
+func (f *fakeCollector) verifyRenewalProof(req *pb.EnrollRequest) (string, error) {
+	prev, err := x509.ParseCertificate(req.GetPreviousCertificateDer())
 	if err != nil {
-		panic(err)
+		return "", err
 	}
-	return tr
+	if f.clock.Now().Sub(prev.NotAfter) > identity.DefaultRenewalGrace {
+		return "", fmt.Errorf("expired beyond the grace")
+	}
+	agentID, _, err := f.pki.agentNames(prev, time.Time{})
+	if err != nil {
+		return "", err
+	}
+	if err := identity.VerifyRenewalSignature(prev.PublicKey, req.GetCsrDer(), req.GetRenewalProof()); err != nil {
+		return "", err
+	}
+	return agentID, nil
 }
 
-func (f *fakeCollector) peerIdentity(ctx context.Context) (pki.AgentIdentity, error) {
+// agentIdentity is who a verified client certificate speaks for.
+type agentIdentity struct{ AgentID, MachineGUID, Serial string }
+
+func (f *fakeCollector) peerIdentity(ctx context.Context) (agentIdentity, error) {
 	p, _ := peer.FromContext(ctx)
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.PeerCertificates) == 0 {
-		return pki.AgentIdentity{}, status.Error(codes.Unauthenticated, "a client certificate is required")
+		return agentIdentity{}, status.Error(codes.Unauthenticated, "a client certificate is required")
 	}
-	return f.trust().AgentIdentityFromCert(ti.State.PeerCertificates[0], f.clock.Now())
+	cert := ti.State.PeerCertificates[0]
+	agentID, guid, err := f.pki.agentNames(cert, f.clock.Now())
+	if err != nil {
+		return agentIdentity{}, err
+	}
+	return agentIdentity{AgentID: agentID, MachineGUID: guid, Serial: cert.SerialNumber.Text(16)}, nil
 }
 
 func (f *fakeCollector) Renew(ctx context.Context, req *pb.RenewRequest) (*pb.RenewResponse, error) {

@@ -12,10 +12,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 // The files of the state directory.
@@ -103,7 +102,7 @@ func newIdentity(key crypto.Signer, certDER []byte, caChainDER [][]byte, notAfte
 	if !publicKeyMatches(leaf, key) {
 		return nil, errors.New("the certificate the collector issued is not for the key the agent sent")
 	}
-	agentID, guid, err := agentNames(leaf)
+	agentID, guid, err := identity.AgentNames(leaf)
 	if err != nil {
 		return nil, err
 	}
@@ -131,27 +130,6 @@ func defaultRenewAfter(leaf *x509.Certificate) time.Time {
 func publicKeyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pub.Equal(cert.PublicKey)
-}
-
-// agentNames returns the agent id and machine GUID of an agent
-// certificate's URI SANs.
-func agentNames(cert *x509.Certificate) (agentID, machineGUID string, err error) {
-	for _, u := range cert.URIs {
-		if u.Scheme != pki.Scheme {
-			continue
-		}
-		v := strings.TrimPrefix(u.Path, "/")
-		switch {
-		case u.String() == pki.AgentURI(v).String() && pki.ValidateAgentID(v) == nil && agentID == "":
-			agentID = v
-		case u.String() == pki.HostURI(v).String() && pki.ValidateMachineGUID(v) == nil && machineGUID == "":
-			machineGUID = v
-		}
-	}
-	if agentID == "" || machineGUID == "" {
-		return "", "", fmt.Errorf("certificate %s carries no agent id and machine GUID (URIs %v)", cert.SerialNumber.Text(16), cert.URIs)
-	}
-	return agentID, machineGUID, nil
 }
 
 // identityStore keeps an Identity in a directory readable only by the
@@ -202,7 +180,7 @@ func (s identityStore) load() (id *Identity, metaErr error, err error) {
 		return nil, nil, &UnusableIdentityError{Path: s.path(CertFile), Err: err}
 	}
 	leaf := chain[0]
-	agentID, guid, err := agentNames(leaf)
+	agentID, guid, err := identity.AgentNames(leaf)
 	if err != nil {
 		return nil, nil, &UnusableIdentityError{Path: s.path(CertFile), Err: err}
 	}
@@ -288,7 +266,7 @@ func readKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := pki.ParsePrivateKeyPEM(data)
+	key, err := identity.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -317,14 +295,14 @@ func (s identityStore) save(id *Identity) error {
 	if err := s.prepare(); err != nil {
 		return err
 	}
-	keyPEM, err := pki.MarshalPrivateKeyPEM(id.Key)
+	keyPEM, err := identity.MarshalPrivateKeyPEM(id.Key)
 	if err != nil {
 		return fmt.Errorf("uplink: store identity: %w", err)
 	}
 	if err := writeFileAtomic(s.path(nextKeyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.path(CertFile), pki.EncodeCertificatesPEM(id.ChainDER...), 0o644); err != nil {
+	if err := writeFileAtomic(s.path(CertFile), identity.EncodeCertificatesPEM(id.ChainDER...), 0o644); err != nil {
 		return err
 	}
 	if err := s.writeMeta(id); err != nil {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionaudit/sessionaudit/server/pki"
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 // SPKIPin returns the pin of cert as Options.CAPins takes it: the SHA-256
@@ -39,7 +39,7 @@ func normalizePins(pins []string) ([]string, error) {
 // whose pin is configured.
 var ErrPinMismatch = errors.New("no certificate of the collector's chain has a pinned key")
 
-// clientTLSConfig returns the agent's TLS configuration: pki.ClientTLSConfig
+// clientTLSConfig returns the agent's TLS configuration: identity.ClientTLSConfig
 // (TLS 1.3, the collector verified under serverName) plus pinning, and the
 // client certificate taken from getCert at each handshake.
 //
@@ -53,7 +53,7 @@ var ErrPinMismatch = errors.New("no certificate of the collector's chain has a p
 //   - neither: refused by New; the system roots are never used.
 func clientTLSConfig(pool *x509.CertPool, pins []string, serverName string, now func() time.Time,
 	getCert func() *tls.Certificate) *tls.Config {
-	cfg := pki.ClientTLSConfig(pool, serverName, nil)
+	cfg := identity.ClientTLSConfig(pool, serverName, nil)
 	cfg.Time = now
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		if c := getCert(); c != nil {

@@ -33,10 +33,10 @@ func handshake(t *testing.T, serverCert tls.Certificate, cfg *tls.Config) error 
 
 func TestPinVerification(t *testing.T) {
 	p := newTestPKI(t)
-	caPin := SPKIPin(p.ca.Certificate())
+	caPin := SPKIPin(p.caCert)
 	leafPin := SPKIPin(p.serverCert.Leaf)
 	otherPKI := newTestPKI(t)
-	wrongPin := SPKIPin(otherPKI.ca.Certificate())
+	wrongPin := SPKIPin(otherPKI.caCert)
 	noCert := func() *tls.Certificate { return nil }
 
 	for _, tc := range []struct {
@@ -77,7 +77,7 @@ func TestPinVerification(t *testing.T) {
 func TestPinOnlyChecksExpiry(t *testing.T) {
 	p := newTestPKI(t)
 	later := func() time.Time { return time.Now().Add(60 * 24 * time.Hour) }
-	cfg := clientTLSConfig(nil, []string{SPKIPin(p.ca.Certificate())}, "localhost", later, func() *tls.Certificate { return nil })
+	cfg := clientTLSConfig(nil, []string{SPKIPin(p.caCert)}, "localhost", later, func() *tls.Certificate { return nil })
 	var ie x509.CertificateInvalidError
 	if err := handshake(t, p.serverCert, cfg); !errors.As(err, &ie) || ie.Reason != x509.Expired {
 		t.Fatalf("handshake with an expired collector certificate: %v, want x509 Expired", err)

@@ -220,27 +220,3 @@ func (s *Source) Close() error {
 	s.mu.Unlock()
 	return s.w.close()
 }
-
-// NormalizeMachineGUID returns the registry's MachineGuid value lower-cased,
-// without braces or surrounding spaces, after checking that it is a GUID
-// (8-4-4-4-12 hexadecimal digits).
-func NormalizeMachineGUID(raw string) (string, error) {
-	g := strings.ToLower(strings.TrimSpace(raw))
-	g = strings.TrimSuffix(strings.TrimPrefix(g, "{"), "}")
-	if len(g) != 36 {
-		return "", fmt.Errorf("machine GUID %q: want 8-4-4-4-12 hexadecimal digits", raw)
-	}
-	for i, r := range g {
-		switch i {
-		case 8, 13, 18, 23:
-			if r != '-' {
-				return "", fmt.Errorf("machine GUID %q: want 8-4-4-4-12 hexadecimal digits", raw)
-			}
-		default:
-			if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
-				return "", fmt.Errorf("machine GUID %q: want 8-4-4-4-12 hexadecimal digits", raw)
-			}
-		}
-	}
-	return g, nil
-}

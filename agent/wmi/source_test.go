@@ -477,20 +477,3 @@ func TestSelectQuery(t *testing.T) {
 		}
 	}
 }
-
-func TestNormalizeMachineGUID(t *testing.T) {
-	tests := []struct{ in, want, err string }{
-		{"6F1C2A4E-0B7D-4C1E-9A3F-2B8D5E7C9A01", testGUID, ""},
-		{"{6f1c2a4e-0b7d-4c1e-9a3f-2b8d5e7c9a01}", testGUID, ""},
-		{" 6f1c2a4e-0b7d-4c1e-9a3f-2b8d5e7c9a01\x00", "", "hexadecimal"},
-		{"6f1c2a4e0b7d4c1e9a3f2b8d5e7c9a01", "", "hexadecimal"},
-		{"6f1c2a4e-0b7d-4c1e-9a3f-2b8d5e7c9a0g", "", "hexadecimal"},
-		{"", "", "hexadecimal"},
-	}
-	for _, tt := range tests {
-		got, err := NormalizeMachineGUID(tt.in)
-		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("NormalizeMachineGUID(%q) = %q, %v; want %q, error containing %q", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-}

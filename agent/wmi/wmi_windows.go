@@ -5,6 +5,8 @@ package wmi
 import (
 	"fmt"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	wmilib "github.com/yusufpapurcu/wmi"
 	"golang.org/x/sys/windows/registry"
 )
@@ -60,5 +62,5 @@ func readMachineGUID() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf(`read HKLM\%s\MachineGuid: %w`, path, err)
 	}
-	return NormalizeMachineGUID(v)
+	return identity.ParseMachineGUID(v)
 }

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server"
 	"github.com/sessionaudit/sessionaudit/server/httpapi"
@@ -96,7 +98,7 @@ func newFixture(t *testing.T, adjust func(*server.Config)) *fixture {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Certificate())
 	dial := func(cert *tls.Certificate) *grpc.ClientConn {
-		conn, err := grpc.NewClient(f.c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLSConfig(pool, "localhost", cert))))
+		conn, err := grpc.NewClient(f.c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(identity.ClientTLSConfig(pool, "localhost", cert))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +149,7 @@ func newFixture(t *testing.T, adjust func(*server.Config)) *fixture {
 					Account: &pb.Account{Domain: evilDomain, Name: "+x"}}}}}},
 		}},
 	} {
-		key, csr, err := pki.NewAgentKeyAndCSR()
+		key, csr, err := identity.NewAgentKeyAndCSR()
 		if err != nil {
 			t.Fatal(err)
 		}

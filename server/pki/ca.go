@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 // ClockSkew is how far before "now" every certificate's validity starts, so
@@ -95,7 +97,7 @@ func LoadCA(certPath, keyPath string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: read CA key: %w", err)
 	}
-	key, err := ParsePrivateKeyPEM(keyPEM)
+	key, err := identity.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("pki: CA key file %s: %w", keyPath, err)
 	}
@@ -141,11 +143,11 @@ func WriteCertificateFiles(cert tls.Certificate, certPath, keyPath string, overw
 }
 
 func writeKeyPair(certPath, keyPath string, key crypto.Signer, chain [][]byte, overwrite bool) error {
-	keyPEM, err := MarshalPrivateKeyPEM(key)
+	keyPEM, err := identity.MarshalPrivateKeyPEM(key)
 	if err != nil {
 		return fmt.Errorf("pki: write key %s: %w", keyPath, err)
 	}
-	certPEM := EncodeCertificatesPEM(chain...)
+	certPEM := identity.EncodeCertificatesPEM(chain...)
 	if !overwrite {
 		for _, p := range []string{certPath, keyPath} {
 			if _, err := os.Lstat(p); err == nil {

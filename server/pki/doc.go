@@ -18,5 +18,5 @@
 // A collector trusts the name only after checking which CA issued the
 // certificate (Trust.VerifyAgent, Trust.VerifyAnalyst): an agent certificate
 // carrying an analyst name is refused because the analyst CA did not sign it.
-// docs/design/security.md holds the threat model behind these rules.
+// docs/design/0003-security.md holds the threat model behind these rules.
 package pki

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 func big1() *big.Int { return big.NewInt(1) }
@@ -113,17 +115,17 @@ func TestLoadCAErrors(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, "agents", testNow)
 	other := newTestCA(t, "other", testNow)
-	caCert := writeTestFile(t, dir, "ca.pem", EncodeCertificatesPEM(ca.Certificate().Raw))
-	keyPEM, _ := MarshalPrivateKeyPEM(ca.signer)
+	caCert := writeTestFile(t, dir, "ca.pem", identity.EncodeCertificatesPEM(ca.Certificate().Raw))
+	keyPEM, _ := identity.MarshalPrivateKeyPEM(ca.signer)
 	caKey := writeTestFile(t, dir, "ca.key", keyPEM)
-	otherPEM, _ := MarshalPrivateKeyPEM(other.signer)
+	otherPEM, _ := identity.MarshalPrivateKeyPEM(other.signer)
 	otherKey := writeTestFile(t, dir, "other.key", otherPEM)
 
 	leaf, err := ca.SignAgentCSR(csrFor(t, ca.signer, nil), testAgentID, testGUID, time.Hour, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leafCert := writeTestFile(t, dir, "leaf.pem", EncodeCertificatesPEM(leaf.DER))
+	leafCert := writeTestFile(t, dir, "leaf.pem", identity.EncodeCertificatesPEM(leaf.DER))
 	// A CA certificate without certSign.
 	noSignKey := ecKey(t, elliptic.P256())
 	noSignDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
@@ -134,7 +136,7 @@ func TestLoadCAErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noSign := writeTestFile(t, dir, "nosign.pem", EncodeCertificatesPEM(noSignDER))
+	noSign := writeTestFile(t, dir, "nosign.pem", identity.EncodeCertificatesPEM(noSignDER))
 	notPEM := writeTestFile(t, dir, "garbage.pem", []byte("hello"))
 	keyInCert := writeTestFile(t, dir, "keyincert.pem", keyPEM)
 	encrypted := writeTestFile(t, dir, "enc.key", pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}}))
@@ -193,7 +195,7 @@ func TestLoadCAEnterpriseIntermediate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPath := writeTestFile(t, dir, "inter.pem", EncodeCertificatesPEM(interDER, rootDER))
+	certPath := writeTestFile(t, dir, "inter.pem", identity.EncodeCertificatesPEM(interDER, rootDER))
 	keyPath := writeTestFile(t, dir, "inter.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(interKey)}))
 	ca, err := LoadCA(certPath, keyPath)
 	if err != nil {

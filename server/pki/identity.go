@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,18 +9,13 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
-// Scheme is the URI scheme of every identity the CAs write into
-// certificates.
-const Scheme = "sessionaudit"
-
-// The authorities ("hosts") of the identity URIs.
-const (
-	kindAgent   = "agent"
-	kindHost    = "host"
-	kindAnalyst = "analyst"
-)
+// kindAnalyst is the authority of analyst identity URIs; the agent's and
+// the host's are identity.KindAgent and identity.KindHost.
+const kindAnalyst = "analyst"
 
 // Role is what an analyst may do.
 type Role string
@@ -52,36 +46,12 @@ var (
 	// or malformed).
 	ErrBadIdentity = errors.New("certificate identity malformed")
 	// ErrInvalidName means an agent id, machine GUID, analyst name or role
-	// given to the CA is malformed.
-	ErrInvalidName = errors.New("invalid name")
+	// given to the CA is malformed. It is identity.ErrInvalidName, so that
+	// either package's check matches errors.Is.
+	ErrInvalidName = identity.ErrInvalidName
 )
 
-var (
-	agentIDPattern     = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$`)
-	machineGUIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	analystNamePattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9._@-]{0,62}[a-z0-9])?$`)
-)
-
-// ValidateAgentID reports whether id is a well-formed agent id: 1 to 64
-// lower-case letters, digits and inner hyphens (NewAgentID makes one).
-func ValidateAgentID(id string) error {
-	if !agentIDPattern.MatchString(id) {
-		return fmt.Errorf("%w: agent id %q: want 1-64 of [a-z0-9-], not starting or ending with '-'", ErrInvalidName, id)
-	}
-	return nil
-}
-
-// ValidateMachineGUID reports whether guid is a machine GUID in the
-// protocol's form: a canonical lower-case UUID without braces, not all zero.
-func ValidateMachineGUID(guid string) error {
-	if !machineGUIDPattern.MatchString(guid) {
-		return fmt.Errorf("%w: machine GUID %q: want a lower-case UUID without braces, e.g. 6f1c2a34-9b1e-4c3a-8d2f-0a1b2c3d4e5f", ErrInvalidName, guid)
-	}
-	if guid == "00000000-0000-0000-0000-000000000000" {
-		return fmt.Errorf("%w: machine GUID %q is the nil UUID", ErrInvalidName, guid)
-	}
-	return nil
-}
+var analystNamePattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9._@-]{0,62}[a-z0-9])?$`)
 
 // ValidateAnalystName reports whether name is a well-formed analyst name:
 // 1 to 64 lower-case letters, digits and inner '.', '_', '@', '-'.
@@ -100,29 +70,10 @@ func ValidateRole(r Role) error {
 	return nil
 }
 
-// NewAgentID returns a fresh random agent id: a lower-case version 4 UUID.
-func NewAgentID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-// AgentURI is the URI SAN naming agent id: sessionaudit://agent/<id>.
-func AgentURI(agentID string) *url.URL {
-	return &url.URL{Scheme: Scheme, Host: kindAgent, Path: "/" + agentID}
-}
-
-// HostURI is the URI SAN naming the host: sessionaudit://host/<machine GUID>.
-func HostURI(machineGUID string) *url.URL {
-	return &url.URL{Scheme: Scheme, Host: kindHost, Path: "/" + machineGUID}
-}
-
 // AnalystURI is the URI SAN naming an analyst and role:
 // sessionaudit://analyst/<name>?role=<role>.
 func AnalystURI(name string, role Role) *url.URL {
-	return &url.URL{Scheme: Scheme, Host: kindAnalyst, Path: "/" + name, RawQuery: "role=" + string(role)}
+	return &url.URL{Scheme: identity.Scheme, Host: kindAnalyst, Path: "/" + name, RawQuery: "role=" + string(role)}
 }
 
 // AgentIdentity is who an agent certificate speaks for.
@@ -317,22 +268,22 @@ func identityNames(cert *x509.Certificate) (names, error) {
 	}
 	for _, u := range cert.URIs {
 		s := u.String()
-		if u.Scheme != Scheme || u.Opaque != "" || u.User != nil || u.Fragment != "" || u.RawPath != "" {
-			return fail("URI %q is not a %s identity", s, Scheme)
+		if u.Scheme != identity.Scheme || u.Opaque != "" || u.User != nil || u.Fragment != "" || u.RawPath != "" {
+			return fail("URI %q is not a %s identity", s, identity.Scheme)
 		}
 		value := strings.TrimPrefix(u.Path, "/")
 		var want *url.URL
 		switch u.Host {
-		case kindAgent:
-			if n.agentID != "" || ValidateAgentID(value) != nil {
+		case identity.KindAgent:
+			if n.agentID != "" || identity.ValidateAgentID(value) != nil {
 				return fail("URI %q: second or malformed agent id", s)
 			}
-			n.agentID, want = value, AgentURI(value)
-		case kindHost:
-			if n.machineGUID != "" || ValidateMachineGUID(value) != nil {
+			n.agentID, want = value, identity.AgentURI(value)
+		case identity.KindHost:
+			if n.machineGUID != "" || identity.ValidateMachineGUID(value) != nil {
 				return fail("URI %q: second or malformed machine GUID", s)
 			}
-			n.machineGUID, want = value, HostURI(value)
+			n.machineGUID, want = value, identity.HostURI(value)
 		case kindAnalyst:
 			role := Role(u.Query().Get("role"))
 			if n.analyst != "" || ValidateAnalystName(value) != nil || ValidateRole(role) != nil {

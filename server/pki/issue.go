@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 // Limits on what the CA signs.
@@ -66,10 +68,10 @@ type IssuedCertificate struct {
 // hardware-bound keys that offer nothing else). The certificate is for
 // client authentication only and cannot sign certificates.
 func (ca *CA) SignAgentCSR(csrDER []byte, agentID, machineGUID string, validity time.Duration, now time.Time) (IssuedCertificate, error) {
-	if err := ValidateAgentID(agentID); err != nil {
+	if err := identity.ValidateAgentID(agentID); err != nil {
 		return IssuedCertificate{}, fmt.Errorf("pki: sign agent CSR: %w", err)
 	}
-	if err := ValidateMachineGUID(machineGUID); err != nil {
+	if err := identity.ValidateMachineGUID(machineGUID); err != nil {
 		return IssuedCertificate{}, fmt.Errorf("pki: sign agent CSR for agent %s: %w", agentID, err)
 	}
 	if validity < MinValidity || validity > MaxAgentValidity {
@@ -82,7 +84,7 @@ func (ca *CA) SignAgentCSR(csrDER []byte, agentID, machineGUID string, validity 
 	}
 	tmpl := &x509.Certificate{
 		Subject: pkix.Name{CommonName: agentID, Organization: []string{"sessionaudit agent"}},
-		URIs:    []*url.URL{AgentURI(agentID), HostURI(machineGUID)},
+		URIs:    []*url.URL{identity.AgentURI(agentID), identity.HostURI(machineGUID)},
 	}
 	issued, err := ca.issueClient(tmpl, pub, validity, now)
 	if err != nil {

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -83,7 +85,7 @@ func TestSignAgentCSRRoundTrip(t *testing.T) {
 	analystCA := newTestCA(t, "analysts", testNow.Add(-time.Hour))
 	trust := newTrust(t, agentCA, analystCA)
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	agentKey, agentCSR, err := NewAgentKeyAndCSR()
+	agentKey, agentCSR, err := identity.NewAgentKeyAndCSR()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +232,7 @@ func TestSignAgentCSRIgnoresRequest(t *testing.T) {
 		DNSNames:       []string{"collector.example"},
 		EmailAddresses: []string{"eve@example.com"},
 		IPAddresses:    []net.IP{net.IPv4(10, 0, 0, 1)},
-		URIs:           []*url.URL{AgentURI("victim-agent"), HostURI(otherGUID), AnalystURI("eve", RoleAdmin)},
+		URIs:           []*url.URL{identity.AgentURI("victim-agent"), identity.HostURI(otherGUID), AnalystURI("eve", RoleAdmin)},
 		ExtraExtensions: []pkix.Extension{
 			mustExt(asn1.ObjectIdentifier{2, 5, 29, 19}, basicConstraints{IsCA: true, MaxPathLen: 5}),
 			mustExt(asn1.ObjectIdentifier{2, 5, 29, 37}, []asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 1}, {2, 5, 29, 37, 0}}),
@@ -250,7 +252,7 @@ func TestSignAgentCSRIgnoresRequest(t *testing.T) {
 		{"client auth only", slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) && len(c.UnknownExtKeyUsage) == 0},
 		{"digital signature only", c.KeyUsage == x509.KeyUsageDigitalSignature},
 		{"no DNS, email or IP names", len(c.DNSNames)+len(c.EmailAddresses)+len(c.IPAddresses) == 0},
-		{"the CA's URIs only", len(c.URIs) == 2 && c.URIs[0].String() == AgentURI(testAgentID).String() && c.URIs[1].String() == HostURI(testGUID).String()},
+		{"the CA's URIs only", len(c.URIs) == 2 && c.URIs[0].String() == identity.AgentURI(testAgentID).String() && c.URIs[1].String() == identity.HostURI(testGUID).String()},
 		{"the CA's subject", c.Subject.CommonName == testAgentID && slices.Equal(c.Subject.Organization, []string{"sessionaudit agent"})},
 	}
 	for _, ch := range checks {
@@ -315,7 +317,7 @@ func TestVerify(t *testing.T) {
 		}
 		return is.Certificate
 	}
-	agentURI, hostURI := AgentURI(testAgentID).String(), HostURI(testGUID).String()
+	agentURI, hostURI := identity.AgentURI(testAgentID).String(), identity.HostURI(testGUID).String()
 	analystURI := AnalystURI("mallory", RoleAdmin).String()
 	client := x509.ExtKeyUsageClientAuth
 
@@ -340,7 +342,7 @@ func TestVerify(t *testing.T) {
 		{"agent and analyst names", forge(agentCA, client, nil, agentURI, hostURI, analystURI), asAgent, ErrBadIdentity},
 		{"no names", forge(agentCA, client, nil), asAgent, ErrBadIdentity},
 		{"agent without host", forge(agentCA, client, nil, agentURI), asAgent, ErrBadIdentity},
-		{"two agents", forge(agentCA, client, nil, agentURI, hostURI, AgentURI("other").String()), asAgent, ErrBadIdentity},
+		{"two agents", forge(agentCA, client, nil, agentURI, hostURI, identity.AgentURI("other").String()), asAgent, ErrBadIdentity},
 		{"extra DNS name", forge(agentCA, client, []string{"x.example"}, agentURI, hostURI), asAgent, ErrBadIdentity},
 		{"foreign URI", forge(agentCA, client, nil, agentURI, hostURI, "spiffe://example/agent"), asAgent, ErrBadIdentity},
 		{"non-canonical URI", forge(agentCA, client, nil, agentURI+"?role=admin", hostURI), asAgent, ErrBadIdentity},
@@ -474,14 +476,3 @@ func TestNewTrustRefusesOverlap(t *testing.T) {
 	}
 }
 
-func TestNewAgentID(t *testing.T) {
-	a, b := NewAgentID(), NewAgentID()
-	if a == b {
-		t.Errorf("two NewAgentID calls gave %s twice", a)
-	}
-	for _, id := range []string{a, b} {
-		if err := ValidateAgentID(id); err != nil || len(id) != 36 || id[14] != '4' {
-			t.Errorf("NewAgentID() = %q (%v); want a valid lower-case UUID v4", id, err)
-		}
-	}
-}

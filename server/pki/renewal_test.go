@@ -8,6 +8,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 func TestVerifyRenewalProof(t *testing.T) {
@@ -17,7 +19,7 @@ func TestVerifyRenewalProof(t *testing.T) {
 	trust := newTrust(t, agentCA, analystCA)
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
 	ecOld := ecKey(t, elliptic.P256())
-	_, newCSR, err := NewAgentKeyAndCSR()
+	_, newCSR, err := identity.NewAgentKeyAndCSR()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +35,7 @@ func TestVerifyRenewalProof(t *testing.T) {
 	}
 	proof := func(key crypto.Signer, csr []byte) []byte {
 		t.Helper()
-		p, err := SignRenewalProof(key, csr)
+		p, err := identity.SignRenewalProof(key, csr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,15 +59,15 @@ func TestVerifyRenewalProof(t *testing.T) {
 		{"Ed25519, expired 10 days ago", expiredAgo(agentCA, edKey, 10*day), proof(edKey, newCSR), newCSR, nil},
 		{"still valid", expiredAgo(agentCA, ecOld, -day), proof(ecOld, newCSR), newCSR, nil},
 		{"expired beyond grace", expiredAgo(agentCA, ecOld, 31*day), proof(ecOld, newCSR), newCSR, ErrUntrusted},
-		{"proof by another key", expiredAgo(agentCA, ecOld, day), proof(edKey, newCSR), newCSR, ErrBadRenewalProof},
-		{"proof over another CSR", expiredAgo(agentCA, ecOld, day), proof(ecOld, csrFor(t, edKey, nil)), newCSR, ErrBadRenewalProof},
+		{"proof by another key", expiredAgo(agentCA, ecOld, day), proof(edKey, newCSR), newCSR, identity.ErrBadRenewalProof},
+		{"proof over another CSR", expiredAgo(agentCA, ecOld, day), proof(ecOld, csrFor(t, edKey, nil)), newCSR, identity.ErrBadRenewalProof},
 		{"foreign CA", expiredAgo(foreignCA, ecOld, day), proof(ecOld, newCSR), newCSR, ErrUntrusted},
 		{"analyst certificate", analystDER, proof(ecOld, newCSR), newCSR, ErrAnalystCertificate},
-		{"garbage certificate", []byte("x"), proof(ecOld, newCSR), newCSR, ErrBadRenewalProof},
+		{"garbage certificate", []byte("x"), proof(ecOld, newCSR), newCSR, identity.ErrBadRenewalProof},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, err := trust.VerifyRenewalProof(tt.prev, tt.proof, tt.csr, testNow, DefaultRenewalGrace)
+			id, err := trust.VerifyRenewalProof(tt.prev, tt.proof, tt.csr, testNow, identity.DefaultRenewalGrace)
 			if tt.wantIs == nil {
 				if err != nil || id.AgentID != testAgentID || id.MachineGUID != testGUID {
 					t.Errorf("VerifyRenewalProof = %+v, %v; want agent %s on %s", id, err, testAgentID, testGUID)

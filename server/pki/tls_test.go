@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
 // clientCert issues a client certificate with sign and wraps it for
@@ -51,9 +53,9 @@ func TestHandshake(t *testing.T) {
 	})
 	// An attacker's client sends its certificate whatever CAs the server
 	// names as acceptable; crypto/tls's client would otherwise send none.
-	forcedForeign := ClientTLSConfig(serverCAs, "collector.test", nil)
+	forcedForeign := identity.ClientTLSConfig(serverCAs, "collector.test", nil)
 	forcedForeign.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return foreign, nil }
-	tls12 := ClientTLSConfig(serverCAs, "collector.test", agent)
+	tls12 := identity.ClientTLSConfig(serverCAs, "collector.test", agent)
 	tls12.MinVersion, tls12.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,13 +74,13 @@ func TestHandshake(t *testing.T) {
 		// handshake must fail.
 		refusal string
 	}{
-		{"no client certificate (Enroll)", ClientTLSConfig(serverCAs, "collector.test", nil), true,
+		{"no client certificate (Enroll)", identity.ClientTLSConfig(serverCAs, "collector.test", nil), true,
 			func(t *testing.T, s tls.ConnectionState) {
 				if _, err := trust.VerifyAgent(s, time.Now()); !errors.Is(err, ErrNoClientCertificate) {
 					t.Errorf("VerifyAgent: %v; want ErrNoClientCertificate", err)
 				}
 			}, ""},
-		{"agent certificate", ClientTLSConfig(serverCAs, "collector.test", agent), true,
+		{"agent certificate", identity.ClientTLSConfig(serverCAs, "collector.test", agent), true,
 			func(t *testing.T, s tls.ConnectionState) {
 				if s.Version != tls.VersionTLS13 {
 					t.Errorf("version %x; want TLS 1.3", s.Version)
@@ -91,7 +93,7 @@ func TestHandshake(t *testing.T) {
 					t.Errorf("VerifyAnalyst: %v; want ErrAgentCertificate", err)
 				}
 			}, ""},
-		{"analyst certificate", ClientTLSConfig(serverCAs, "collector.test", analyst), true,
+		{"analyst certificate", identity.ClientTLSConfig(serverCAs, "collector.test", analyst), true,
 			func(t *testing.T, s tls.ConnectionState) {
 				id, err := trust.VerifyAnalyst(s, time.Now())
 				if err != nil || id.Name != "alice" || id.Role != RoleAdmin {
@@ -104,7 +106,7 @@ func TestHandshake(t *testing.T) {
 		{"foreign CA certificate, sent anyway", forcedForeign, false, nil, "signed by unknown authority"},
 		// crypto/tls's client sends no certificate that none of the
 		// server's CAs issued, so the server sees none.
-		{"foreign CA certificate, withheld by the client", ClientTLSConfig(serverCAs, "collector.test", foreign), true,
+		{"foreign CA certificate, withheld by the client", identity.ClientTLSConfig(serverCAs, "collector.test", foreign), true,
 			func(t *testing.T, s tls.ConnectionState) {
 				if _, err := trust.VerifyAgent(s, time.Now()); !errors.Is(err, ErrNoClientCertificate) {
 					t.Errorf("VerifyAgent: %v; want ErrNoClientCertificate", err)
@@ -112,9 +114,9 @@ func TestHandshake(t *testing.T) {
 			}, ""},
 		{"TLS 1.2 only client", tls12, false, nil, "unsupported versions"},
 		// The client refuses a server name the certificate does not carry.
-		{"wrong server name", ClientTLSConfig(serverCAs, "other.test", agent), false, nil, "not other.test"},
+		{"wrong server name", identity.ClientTLSConfig(serverCAs, "other.test", agent), false, nil, "not other.test"},
 		// The server's certificate (ServerAuth) does not pass as a client's.
-		{"server certificate as client", ClientTLSConfig(serverCAs, "collector.test", &serverCert), false, nil, "incompatible key usage"},
+		{"server certificate as client", identity.ClientTLSConfig(serverCAs, "collector.test", &serverCert), false, nil, "incompatible key usage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
@@ -195,7 +197,7 @@ func newHistory(t *testing.T) *history {
 		t.Fatal(err)
 	}
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
+	if err := os.WriteFile(caFile, identity.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return &history{base: col.WebURL, client: col.WebClient, spki: serverSPKI(t, col.WebURL), token: token, truths: f.Truths(), now: now,

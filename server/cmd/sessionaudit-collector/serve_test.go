@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
@@ -55,7 +57,7 @@ func TestServe(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCerts[0])
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLSConfig(pool, "localhost", nil))))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(identity.ClientTLSConfig(pool, "localhost", nil))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/sessionaudit/sessionaudit/agent"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/pki"
@@ -148,7 +150,7 @@ func (c *cli) connect() (*client, error) {
 		} else if roots, err = x509.SystemCertPool(); err != nil {
 			return nil, fmt.Errorf("the system's certificate roots: %w (give --ca-cert)", err)
 		}
-		creds = credentials.NewTLS(pki.ClientTLSConfig(roots, host, nil))
+		creds = credentials.NewTLS(identity.ClientTLSConfig(roots, host, nil))
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithUserAgent("sessionaudit-cli/"+agent.Version))
 	if err != nil {

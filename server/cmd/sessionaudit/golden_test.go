@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/server/rows"
 	"github.com/sessionaudit/sessionaudit/server/servertest"
@@ -159,7 +161,7 @@ func newFleet(t *testing.T) *fleet {
 	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{Web: true})
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
+	if err := os.WriteFile(caFile, identity.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return &fleet{col: col, addr: col.Addr, token: token, dir: dir, env: map[string]string{
@@ -373,7 +375,7 @@ func TestCollectorErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherCAFile := filepath.Join(t.TempDir(), "other.pem")
-	if err := os.WriteFile(otherCAFile, pki.EncodeCertificatesPEM(otherCA.Certificate().Raw), 0o644); err != nil {
+	if err := os.WriteFile(otherCAFile, identity.EncodeCertificatesPEM(otherCA.Certificate().Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	closedAddr := closedPort(t)

@@ -1,4 +1,4 @@
-package pki
+package identity
 
 import (
 	"crypto"
@@ -20,13 +20,13 @@ import (
 func NewAgentKeyAndCSR() (*ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: generate agent key: %w", err)
+		return nil, nil, fmt.Errorf("identity: generate agent key: %w", err)
 	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: "sessionaudit agent"},
 	}, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: create agent CSR: %w", err)
+		return nil, nil, fmt.Errorf("identity: create agent CSR: %w", err)
 	}
 	return key, csr, nil
 }
@@ -36,7 +36,7 @@ func NewAgentKeyAndCSR() (*ecdsa.PrivateKey, []byte, error) {
 func MarshalPrivateKeyPEM(key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: marshal %T private key: %w", key, err)
+		return nil, fmt.Errorf("identity: marshal %T private key: %w", key, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
