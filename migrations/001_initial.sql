@@ -1,5 +1,5 @@
 -- 001_initial: hosts, agents, accounts, labels, session intervals, notes.
--- The reasoning is in docs/design/storage.md.
+-- The reasoning is in docs/design/0002-storage.md.
 
 -- host: one row per Windows host, identified by its machine GUID. The row is
 -- also the lock that serializes every write about the host's sessions.

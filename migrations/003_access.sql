@@ -1,7 +1,7 @@
 -- 003_access: the collector's access-control data: enrollment secrets, what
 -- each agent enrolled with, re-enrollment allowances and analysts' API tokens.
 -- Secrets and tokens are kept as SHA-256 hashes only. The reasoning is in
--- docs/design/security.md (C2-C6, C9) and docs/design/storage.md
+-- docs/design/0003-security.md (C2-C6, C9) and docs/design/0002-storage.md
 -- ("Access-control data").
 
 -- enrollment_secret: a credential agents present to Enroll. uses counts the

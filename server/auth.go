@@ -205,7 +205,7 @@ func (s *Server) authenticateAnalyst(ctx context.Context) (analystCaller, error)
 	return analystCaller{Name: id.Name, Via: "certificate", Role: id.Role}, nil
 }
 
-// pkiStatus maps server/pki's errors to a status, as security.md C1 says.
+// pkiStatus maps server/pki's errors to a status, as docs/design/0003-security.md C1 says.
 func pkiStatus(err error) error {
 	switch {
 	case errors.Is(err, pki.ErrAnalystCertificate):

@@ -5,7 +5,7 @@
 // Build a Config (CA, server certificate, Trust, limits; the zero value of
 // each limit is its documented default), call New with a migrated
 // store.Store, Serve on a listener, mount MetricsHandler on a separate HTTP
-// port, and call Shutdown to stop gracefully. docs/design/collector.md
+// port, and call Shutdown to stop gracefully. docs/design/0004-collector.md
 // describes the behaviour: authentication per call, validation, limits and
 // pushback, status codes, keepalive and metrics.
 //

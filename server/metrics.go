@@ -5,7 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics are the collector's Prometheus series; docs/design/collector.md
+// metrics are the collector's Prometheus series; docs/design/0004-collector.md
 // lists them.
 type metrics struct {
 	batches        *prometheus.CounterVec   // result

@@ -8,5 +8,5 @@
 // host's row. Reads go through the query methods (WhoWasOn, AccountTimeline,
 // ServerSessions, OpenSessions, Hosts), each bounded, ordered and paginated.
 // The schema lives in the top-level migrations package and is applied by
-// Migrate. docs/design/storage.md explains the choices.
+// Migrate. docs/design/0002-storage.md explains the choices.
 package store

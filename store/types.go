@@ -102,7 +102,7 @@ type ServerSession struct {
 	// ObservedAt minus ActiveTime. Nil when WMI gave none.
 	ActiveTime *uint32
 	// IdleTime and ResourcesOpened change at every poll; the store does not
-	// keep them in history (see docs/design/storage.md).
+	// keep them in history (see docs/design/0002-storage.md).
 	IdleTime        *uint32
 	ResourcesOpened *uint32
 	// SessionType is the raw WMI number (0 Guest, 1 NoEncryption, 2 Other);
@@ -167,7 +167,7 @@ type IngestResult struct {
 	// including late ones.
 	Applied []uint64
 	// Late lists the applied sequences that were older than the host's
-	// newest observation and went through the late rule (see storage.md).
+	// newest observation and went through the late rule (see docs/design/0002-storage.md).
 	Late []uint64
 	// Duplicates lists the sequences at or below the agent's high-water mark:
 	// already stored, acknowledged again, changed nothing.

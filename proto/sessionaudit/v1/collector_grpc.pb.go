@@ -44,7 +44,7 @@ type CollectorServiceClient interface {
 	// Guarantees: the private key never leaves the agent; the certificate is
 	// short-lived (renew with Renew); each successful call uses one use of the
 	// secret. A machine GUID already held by an enabled agent is not enrolled
-	// again unless an admin allowed it (see docs/design/security.md).
+	// again unless an admin allowed it (see docs/design/0003-security.md).
 	//
 	// Errors: UNAUTHENTICATED for an unknown, revoked, expired or used-up
 	// secret or a bad renewal proof (without saying which); FAILED_PRECONDITION
@@ -144,7 +144,7 @@ type CollectorServiceServer interface {
 	// Guarantees: the private key never leaves the agent; the certificate is
 	// short-lived (renew with Renew); each successful call uses one use of the
 	// secret. A machine GUID already held by an enabled agent is not enrolled
-	// again unless an admin allowed it (see docs/design/security.md).
+	// again unless an admin allowed it (see docs/design/0003-security.md).
 	//
 	// Errors: UNAUTHENTICATED for an unknown, revoked, expired or used-up
 	// secret or a bad renewal proof (without saying which); FAILED_PRECONDITION

@@ -93,7 +93,7 @@ func (x *SessionEnd) GetOpen() bool {
 // HostRef names the host an interval belongs to.
 type HostRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The host's machine GUID.
+	// The host's machine GUID: lower-case, without braces (as Host.machine_guid).
 	MachineGuid string `protobuf:"bytes,1,opt,name=machine_guid,json=machineGuid,proto3" json:"machine_guid,omitempty"`
 	// The host name, as last reported.
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
@@ -157,9 +157,10 @@ func (x *HostRef) GetDomain() string {
 // LogonSessionInterval is a logon session's life on one boot of a host.
 type LogonSessionInterval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The host.
+	// The host the session was on.
 	Host *HostRef `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// The boot of the host the session belongs to.
+	// The boot of the host the session belongs to: the host's last_boot_time
+	// (Win32_OperatingSystem.LastBootUpTime, UTC) while the session was seen.
 	BootTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=boot_time,json=bootTime,proto3" json:"boot_time,omitempty"`
 	// The session's properties as last reported (start_time is the start).
 	Session *LogonSession `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
@@ -232,7 +233,8 @@ type ServerSessionInterval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The host the session was held to.
 	Host *HostRef `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// The session's start: observation time minus ActiveTime.
+	// The session's start, derived by the collector from the reports: taken_at
+	// minus ServerSession.active_time (host clock, UTC).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// The session's properties as last reported.
 	Session *ServerSession `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
@@ -1045,7 +1047,8 @@ func (x *ListOpenSessionsResponse) GetNextPageToken() string {
 // ListHostsRequest filters hosts.
 type ListHostsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only hosts whose last report is older than this; absent means all hosts.
+	// Only hosts whose last report was received longer ago than this (by the
+	// collector's clock); must be positive; absent means all hosts.
 	StaleAfter *durationpb.Duration `protobuf:"bytes,1,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	// Page size, at most 1000; 0 means 100.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -1111,15 +1114,18 @@ type HostStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The host's identity and facts as last reported.
 	Host *Host `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// The first report ever received for the host.
+	// When the collector received the first report for the host, by the
+	// collector's clock (not the report's taken_at).
 	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
-	// The latest report received for the host.
+	// When the collector received the latest report for the host, by the
+	// collector's clock (not the report's taken_at); stale_after compares
+	// against it.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	// The agent that reported last.
+	// The agent that reported last (the id Enroll assigned).
 	AgentId string `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	// Logon sessions open now.
+	// Logon sessions open now, per the host's latest state.
 	OpenLogonSessions uint32 `protobuf:"varint,5,opt,name=open_logon_sessions,json=openLogonSessions,proto3" json:"open_logon_sessions,omitempty"`
-	// Server sessions open now.
+	// Server sessions open now, per the host's latest state.
 	OpenServerSessions uint32 `protobuf:"varint,6,opt,name=open_server_sessions,json=openServerSessions,proto3" json:"open_server_sessions,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache

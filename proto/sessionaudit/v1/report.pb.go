@@ -93,15 +93,22 @@ type CollectionError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What went wrong.
 	Kind CollectionErrorKind `protobuf:"varint,1,opt,name=kind,proto3,enum=sessionaudit.v1.CollectionErrorKind" json:"kind,omitempty"`
-	// The WMI class, e.g. "Win32_ServerSession".
+	// The WMI class the problem is about: "Win32_LogonSession",
+	// "Win32_LoggedOnUser", "Win32_ServerSession", or "Win32_OperatingSystem" /
+	// "Win32_ComputerSystem" for the host's facts.
 	WmiClass string `protobuf:"bytes,2,opt,name=wmi_class,json=wmiClass,proto3" json:"wmi_class,omitempty"`
-	// For INVALID_VALUE: the property, e.g. "StartTime".
+	// For INVALID_VALUE: the WMI property, e.g. "StartTime" or, for
+	// Win32_LoggedOnUser, "Antecedent". Empty for the other kinds.
 	Property string `protobuf:"bytes,3,opt,name=property,proto3" json:"property,omitempty"`
-	// For INVALID_VALUE: the instance's key, e.g. the LogonId.
+	// For INVALID_VALUE: the instance's key, truncated to 256 bytes: the
+	// LogonId for Win32_LogonSession (and for a Win32_LoggedOnUser whose
+	// Antecedent is bad), `ComputerName\UserName` for Win32_ServerSession,
+	// empty for the single-instance host classes. Empty for the other kinds.
 	InstanceKey string `protobuf:"bytes,4,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
-	// For INVALID_VALUE: the raw value as WMI gave it (truncated to 256 bytes).
+	// For INVALID_VALUE: the raw value as WMI gave it, truncated by the agent
+	// to 256 bytes (never inside a UTF-8 sequence). Empty for other kinds.
 	RawValue string `protobuf:"bytes,5,opt,name=raw_value,json=rawValue,proto3" json:"raw_value,omitempty"`
-	// The error as the agent saw it, for people.
+	// The error as the agent saw it, for people (free text, not parsed).
 	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -184,7 +191,9 @@ type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The host's identity and facts.
 	Host *Host `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// When the snapshot was taken, in UTC, by the host's clock.
+	// When the snapshot was taken, in UTC, by the host's clock. The collector
+	// refuses a report taken before 1990-01-01 or more than an hour ahead of its
+	// own clock.
 	TakenAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
 	// Every instance of Win32_LogonSession, each joined with its account.
 	// Complete unless errors name Win32_LogonSession with an incomplete kind;
@@ -195,8 +204,9 @@ type Snapshot struct {
 	// Every instance of Win32_ServerSession. Complete unless errors name
 	// Win32_ServerSession with an incomplete kind (see logon_sessions).
 	ServerSessions []*ServerSession `protobuf:"bytes,4,rep,name=server_sessions,json=serverSessions,proto3" json:"server_sessions,omitempty"`
-	// Problems met while taking the snapshot. A class named here with kind
-	// QUERY_FAILED, TIMEOUT or DISABLED has an incomplete list.
+	// Problems met while taking the snapshot; empty when there were none. A
+	// class named here with kind QUERY_FAILED, TIMEOUT or DISABLED has an
+	// incomplete list. At most 100 per report (the collector refuses more).
 	Errors        []*CollectionError `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -293,8 +303,9 @@ type Delta struct {
 	ServerSessionsUpserted []*ServerSession `protobuf:"bytes,6,rep,name=server_sessions_upserted,json=serverSessionsUpserted,proto3" json:"server_sessions_upserted,omitempty"`
 	// Server sessions that are gone.
 	ServerSessionsEnded []*ServerSessionKey `protobuf:"bytes,7,rep,name=server_sessions_ended,json=serverSessionsEnded,proto3" json:"server_sessions_ended,omitempty"`
-	// Problems met while taking the underlying snapshot. A class whose query
-	// failed reports no change for that class.
+	// Problems met while taking the underlying snapshot: all of them, not only
+	// new ones (a Heartbeat means the errors, too, are unchanged). A class whose
+	// query failed reports no change for that class. At most 100 per report.
 	Errors        []*CollectionError `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -447,6 +458,13 @@ func (x *Heartbeat) GetTakenAt() *timestamppb.Timestamp {
 }
 
 // Report is one numbered entry of an agent's spool.
+//
+// Limits the collector enforces on every report: at most 20,000 sessions
+// (logon and server, upserted and ended, together; the collector's
+// --max-sessions-per-snapshot), at most 100 collection errors, no string
+// longer than 4096 bytes (by default), and a taken_at between 1990-01-01 and
+// an hour ahead of the collector's clock. A report that breaks one makes the
+// whole batch fail with INVALID_ARGUMENT, naming the report and field.
 type Report struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Assigned by the agent, strictly increasing over the agent's life (it
@@ -567,14 +585,17 @@ func (*Report_Heartbeat) isReport_Content() {}
 // spool, oldest first.
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Reports in strictly increasing sequence order. Gaps are allowed only
-	// before a Snapshot (reports the spool dropped).
+	// Reports in strictly increasing sequence order; at least one, and at most
+	// 1000 by default (the collector's --max-reports-per-batch). Gaps are
+	// allowed only before a Snapshot (reports the spool dropped). The whole
+	// request is limited to 4 MiB by default (--max-message-bytes).
 	Reports []*Report `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
-	// Reports the agent's spool dropped (oldest first, on overflow) since the
-	// last acknowledged batch; the collector counts them and logs them.
+	// How many reports the agent's spool dropped (oldest first, on overflow)
+	// since the last acknowledged batch; 0 when none. The collector counts them
+	// and logs them.
 	DroppedReports uint64 `protobuf:"varint,2,opt,name=dropped_reports,json=droppedReports,proto3" json:"dropped_reports,omitempty"`
-	// When the agent sent the batch, by its clock: lets the collector estimate
-	// the host's clock skew.
+	// When the agent sent the batch, in UTC, by the host's clock: lets the
+	// collector estimate the host's clock skew.
 	SentAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

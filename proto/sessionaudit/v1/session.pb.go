@@ -190,9 +190,11 @@ func (ServerSessionType) EnumDescriptor() ([]byte, []int) {
 type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Win32_Account.Domain (CIM string): the NetBIOS domain, or the computer name
-	// for a local account, as given.
+	// for a local account, as given: the Domain key of the Antecedent's object
+	// path, unescaped, case kept.
 	Domain string `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	// Win32_Account.Name (CIM string): the account name, as given.
+	// Win32_Account.Name (CIM string): the account name, as given: the Name key
+	// of the Antecedent's object path, unescaped, case kept.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Win32_Account.SID (CIM string), "S-1-5-..." when the agent could resolve it;
 	// empty when unknown.
@@ -260,28 +262,39 @@ type LogonSession struct {
 	// AuthenticationPackage (CIM string): the subsystem that authenticated the
 	// session: "Kerberos", "NTLM", "Negotiate", "CloudAP", ...
 	AuthenticationPackage string `protobuf:"bytes,1,opt,name=authentication_package,json=authenticationPackage,proto3" json:"authentication_package,omitempty"`
-	// Caption (CIM string, MaxLen 64): a short description.
+	// Caption (CIM string, MaxLen 64, inherited from
+	// CIM_ManagedSystemElement): a one-line description. Empty when WMI gave
+	// NULL (as for every string of these messages).
 	Caption string `protobuf:"bytes,2,opt,name=caption,proto3" json:"caption,omitempty"`
-	// Description (CIM string).
+	// Description (CIM string, inherited from CIM_ManagedSystemElement): a
+	// textual description.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	// InstallDate (CIM datetime). Absent when WMI gave no value.
+	// InstallDate (CIM datetime, inherited), converted to UTC. Absent when WMI
+	// gave no value, or one the agent could not parse (then reported in
+	// Snapshot.errors).
 	InstallDate *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=install_date,json=installDate,proto3" json:"install_date,omitempty"`
 	// LogonId (CIM string, the key): the session's LUID as WMI gives it (decimal
-	// text), kept verbatim. Unique only until the host reboots: the stable
-	// identity of a session is (host, boot time, logon_id).
+	// text), kept verbatim; never parsed, never empty (the agent drops a row
+	// without one, and a second row with the same LogonId). Unique only until
+	// the host reboots: the stable identity of a session is (host, boot time,
+	// logon_id).
 	LogonId string `protobuf:"bytes,5,opt,name=logon_id,json=logonId,proto3" json:"logon_id,omitempty"`
 	// LogonType (CIM uint32), mapped to the enum; see logon_type_raw.
 	LogonType LogonType `protobuf:"varint,6,opt,name=logon_type,json=logonType,proto3,enum=sessionaudit.v1.LogonType" json:"logon_type,omitempty"`
 	// LogonType (CIM uint32) exactly as WMI gave it; absent when WMI gave NULL.
 	// An undocumented value is kept here even when logon_type is UNSPECIFIED.
 	LogonTypeRaw *uint32 `protobuf:"varint,7,opt,name=logon_type_raw,json=logonTypeRaw,proto3,oneof" json:"logon_type_raw,omitempty"`
-	// Name (CIM string).
+	// Name (CIM string, inherited from CIM_ManagedSystemElement): the label by
+	// which the object is known.
 	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
-	// StartTime (CIM datetime): when the session started. Absent when WMI gave no
-	// value or a value the agent could not parse (reported in
-	// Snapshot.errors).
+	// StartTime (CIM datetime), converted to UTC: when the session started.
+	// Absent when WMI gave no value or a value the agent could not parse
+	// (reported in Snapshot.errors).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// Status (CIM string): "OK", "Degraded", "Error", ...
+	// Status (CIM string, inherited from CIM_ManagedSystemElement): "OK",
+	// "Error", "Degraded", "Unknown", "Pred Fail", "Starting", "Stopping",
+	// "Service", "Stressed", "NonRecover", "No Contact" or "Lost Comm", as
+	// given.
 	Status string `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
 	// The account from Win32_LoggedOnUser whose Dependent is this session. Absent
 	// when no association names the session: the session is still reported.
@@ -400,7 +413,7 @@ func (x *LogonSession) GetAccount() *Account {
 // LogonSessionKey names a logon session of the current boot of a host.
 type LogonSessionKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Win32_LogonSession.LogonId, verbatim.
+	// Win32_LogonSession.LogonId, verbatim, as sent in LogonSession.logon_id.
 	LogonId       string `protobuf:"bytes,1,opt,name=logon_id,json=logonId,proto3" json:"logon_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -450,34 +463,47 @@ type ServerSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ActiveTime (CIM uint32, seconds): how long the session has existed. The
 	// session's start is Snapshot.taken_at minus active_time; the collector
-	// derives it.
+	// derives it. Absent when WMI gave NULL.
 	ActiveTime *uint32 `protobuf:"varint,1,opt,name=active_time,json=activeTime,proto3,oneof" json:"active_time,omitempty"`
-	// Caption (CIM string, MaxLen 64).
+	// Caption (CIM string, MaxLen 64, inherited from
+	// CIM_ManagedSystemElement): a one-line description.
 	Caption string `protobuf:"bytes,2,opt,name=caption,proto3" json:"caption,omitempty"`
 	// ClientType (CIM string): the type of the connected client.
 	ClientType string `protobuf:"bytes,3,opt,name=client_type,json=clientType,proto3" json:"client_type,omitempty"`
-	// ComputerName (CIM string, key): the remote computer, as given (often an IP
-	// address or a NetBIOS name).
+	// ComputerName (CIM string, key): the remote computer the session comes
+	// from, as given (often an IP address or a NetBIOS name). Never empty: the
+	// agent drops a row without one.
 	ComputerName string `protobuf:"bytes,4,opt,name=computer_name,json=computerName,proto3" json:"computer_name,omitempty"`
-	// Description (CIM string).
+	// Description (CIM string, inherited from CIM_ManagedSystemElement): a
+	// textual description.
 	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	// IdleTime (CIM uint32, seconds): how long the session has been idle.
+	// Absent when WMI gave NULL.
 	IdleTime *uint32 `protobuf:"varint,6,opt,name=idle_time,json=idleTime,proto3,oneof" json:"idle_time,omitempty"`
-	// InstallDate (CIM datetime). Absent when WMI gave no value.
+	// InstallDate (CIM datetime, inherited), converted to UTC. Absent when WMI
+	// gave no value, or one the agent could not parse (then reported in
+	// Snapshot.errors).
 	InstallDate *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=install_date,json=installDate,proto3" json:"install_date,omitempty"`
-	// Name (CIM string).
+	// Name (CIM string, inherited from CIM_ManagedSystemElement): the label by
+	// which the object is known.
 	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
-	// ResourcesOpened (CIM uint32): files, pipes and devices open in the session.
+	// ResourcesOpened (CIM uint32): files, pipes and devices opened during the
+	// session. Absent when WMI gave NULL.
 	ResourcesOpened *uint32 `protobuf:"varint,9,opt,name=resources_opened,json=resourcesOpened,proto3,oneof" json:"resources_opened,omitempty"`
 	// SessionType (CIM uint32), mapped to the enum; see session_type_raw.
 	SessionType ServerSessionType `protobuf:"varint,10,opt,name=session_type,json=sessionType,proto3,enum=sessionaudit.v1.ServerSessionType" json:"session_type,omitempty"`
 	// SessionType (CIM uint32) exactly as WMI gave it; absent when NULL.
 	SessionTypeRaw *uint32 `protobuf:"varint,11,opt,name=session_type_raw,json=sessionTypeRaw,proto3,oneof" json:"session_type_raw,omitempty"`
-	// Status (CIM string).
+	// Status (CIM string, inherited from CIM_ManagedSystemElement): "OK",
+	// "Error", "Degraded", ... as for LogonSession.status.
 	Status string `protobuf:"bytes,12,opt,name=status,proto3" json:"status,omitempty"`
-	// TransportName (CIM string): the transport the session runs over.
+	// TransportName (CIM string): the name of the transport the client uses to
+	// talk to the server.
 	TransportName string `protobuf:"bytes,13,opt,name=transport_name,json=transportName,proto3" json:"transport_name,omitempty"`
-	// UserName (CIM string, key): the remote user, as given.
+	// UserName (CIM string, key): the user that established the session, as
+	// given; may be empty. (computer_name, user_name) is unique in a snapshot:
+	// of two rows with the same pair, the agent keeps the one with the larger
+	// active_time.
 	UserName      string `protobuf:"bytes,14,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -614,9 +640,9 @@ func (x *ServerSession) GetUserName() string {
 // ServerSessionKey names a server session: the WMI keys of Win32_ServerSession.
 type ServerSessionKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Win32_ServerSession.ComputerName.
+	// Win32_ServerSession.ComputerName, as sent in ServerSession.computer_name.
 	ComputerName string `protobuf:"bytes,1,opt,name=computer_name,json=computerName,proto3" json:"computer_name,omitempty"`
-	// Win32_ServerSession.UserName.
+	// Win32_ServerSession.UserName, as sent in ServerSession.user_name.
 	UserName      string `protobuf:"bytes,2,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
