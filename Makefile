@@ -14,7 +14,7 @@ export PATH := $(TOOLBIN):$(PATH)
 # Every main package of the module.
 MAINS := $(shell $(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... 2>/dev/null)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/sessionaudit/sessionaudit/agent.Version=$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: help build build-linux build-windows test lint fmt-check vet proto proto-check tools demo image image-test msi wine-e2e clean
 
@@ -34,8 +34,9 @@ build-windows: ## Build every binary for windows/amd64 into bin/windows-amd64/.
 test: ## Run the whole test suite (starts the PostgreSQL it needs; see docs/testing.md).
 	@.ci/test
 
-lint: fmt-check vet tools ## gofmt, go vet (linux and windows), buf lint.
+lint: fmt-check vet tools ## gofmt, go vet (linux and windows), buf lint, import rules.
 	buf lint
+	@.ci/layers
 
 fmt-check: ## Fail when gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -51,6 +52,18 @@ proto: tools ## Regenerate the Go code from proto/ with the pinned generators.
 proto-check: proto ## Fail when the committed generated code differs from a fresh generation.
 	@git diff --exit-code -- proto || { echo "generated code in proto/ is stale: run 'make proto' and commit"; exit 1; }
 	@untracked=$$(git ls-files --others --exclude-standard -- proto); if [ -n "$$untracked" ]; then echo "generated files not committed: $$untracked"; exit 1; fi
+
+.PHONY: schema schema-check
+
+schema: ## Write migrations/schema.sql: the schema all migrations give, dumped from PostgreSQL 15 (.ci/schema).
+	@.ci/schema
+
+schema-check: ## Fail when migrations/schema.sql is not what the migrations give (run make schema).
+	@.ci/schema --check
+
+.PHONY: layers
+layers: ## Check the import rules: proto, agent, store and server import only what docs/design/0005-architecture.md allows.
+	@.ci/layers
 
 tools: ## Install the pinned buf and protoc plugins into $(TOOLBIN).
 	@mkdir -p $(TOOLBIN)

@@ -25,10 +25,6 @@
 //     settings), shared by the agent and the fleet simulator.
 //   - service: the Windows service (install, uninstall, SCM, event log);
 //     a foreground process elsewhere.
-//   - cmd/sessionaudit-agent: the agent's command (docs/agent.md).
+//   - cmd/sessionaudit-agent: the agent's command (docs/agent.md); its
+//     version is set per binary (-ldflags "-X main.version=...").
 package agent
-
-// Version is the agent's version (semantic version of the build). The build
-// sets it with -ldflags "-X github.com/sessionaudit/sessionaudit/agent.Version=...";
-// it is "dev" in an unstamped build.
-var Version = "dev"

@@ -24,7 +24,7 @@ const (
 	// (logon and server sessions, upserted and ended, together).
 	DefaultMaxSessionsPerSnapshot = 20000
 	// DefaultMaxStringBytes bounds any one string of a report; longer ones
-	// refuse the batch. The store truncates strings above store.MaxStringBytes
+	// refuse the batch. The store truncates strings above limits.MaxStringBytes
 	// (and notes it), so this limit only stops abuse.
 	DefaultMaxStringBytes = 4096
 	// DefaultMaxInFlightPerAgent is how many Ingest calls of one agent may

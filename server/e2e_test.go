@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server"
@@ -156,7 +158,7 @@ func (c *collector) stop(t *testing.T) {
 // dial connects to addr presenting cert (none when nil).
 func (e *env) dial(addr string, cert *tls.Certificate) *grpc.ClientConn {
 	e.t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLSConfig(e.roots, "localhost", cert))))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(identity.ClientTLSConfig(e.roots, "localhost", cert))))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -175,7 +177,7 @@ type agent struct {
 
 func (e *env) enroll(c *collector, guid string) *agent {
 	e.t.Helper()
-	key, csr, err := pki.NewAgentKeyAndCSR()
+	key, csr, err := identity.NewAgentKeyAndCSR()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -377,7 +379,7 @@ func TestEnrollIngestQuery(t *testing.T) {
 	wantCode(t, "page token of another query", err, codes.InvalidArgument)
 
 	// An analyst certificate also queries; an agent certificate does not.
-	key, csr, _ := pki.NewAgentKeyAndCSR()
+	key, csr, _ := identity.NewAgentKeyAndCSR()
 	issued, err := e.analystCA.SignAnalystCSR(csr, "bob", pki.RoleReader, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -438,7 +440,7 @@ func TestRenewal(t *testing.T) {
 	e := newEnv(t)
 	c := e.start(nil, nil)
 	a := e.enroll(c, guidA)
-	key, csr, _ := pki.NewAgentKeyAndCSR()
+	key, csr, _ := identity.NewAgentKeyAndCSR()
 	resp, err := e.agentClient(c, a).Renew(context.Background(), &pb.RenewRequest{CsrDer: csr})
 	if err != nil {
 		t.Fatal(err)
@@ -463,7 +465,7 @@ func TestRenewal(t *testing.T) {
 	// The previous certificate still works (a lost Renew response); after a
 	// second renewal the first certificate is refused (C6).
 	ingest(t, e.agentClient(c, a), heartbeat(2, 1, 1))
-	key3, csr3, _ := pki.NewAgentKeyAndCSR()
+	key3, csr3, _ := identity.NewAgentKeyAndCSR()
 	resp, err = e.agentClient(c, renewed).Renew(context.Background(), &pb.RenewRequest{CsrDer: csr3})
 	if err != nil {
 		t.Fatal(err)
@@ -477,8 +479,8 @@ func TestRenewal(t *testing.T) {
 	e.skew.Store(int64(8 * 24 * time.Hour))
 	_, err = e.agentClient(c, renewed).Ingest(context.Background(), batch(heartbeat(4, 1, 3)))
 	wantCode(t, "ingest with an expired certificate", err, codes.Unauthenticated)
-	key2, csr2, _ := pki.NewAgentKeyAndCSR()
-	proof, err := pki.SignRenewalProof(renewed.key, csr2)
+	key2, csr2, _ := identity.NewAgentKeyAndCSR()
+	proof, err := identity.SignRenewalProof(renewed.key, csr2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +491,7 @@ func TestRenewal(t *testing.T) {
 	}
 	_ = key2
 	// The proof of an older certificate (not the latest) is refused.
-	proof, _ = pki.SignRenewalProof(a.key, csr2)
+	proof, _ = identity.SignRenewalProof(a.key, csr2)
 	_, err = pb.NewCollectorServiceClient(e.dial(c.addr, nil)).Enroll(context.Background(),
 		&pb.EnrollRequest{CsrDer: csr2, Host: &pb.Host{MachineGuid: guidA}, PreviousCertificateDer: a.der, RenewalProof: proof})
 	wantCode(t, "renewal proof of a superseded certificate", err, codes.Unauthenticated)
@@ -509,14 +511,14 @@ func TestDisabledAgent(t *testing.T) {
 	before := e.intervals()
 	_, err := ac.Ingest(context.Background(), batch(delta(2, 1, 1, nil, "0x1")))
 	wantCode(t, "ingest by a disabled agent", err, codes.PermissionDenied)
-	_, csr, _ := pki.NewAgentKeyAndCSR()
+	_, csr, _ := identity.NewAgentKeyAndCSR()
 	_, err = ac.Renew(context.Background(), &pb.RenewRequest{CsrDer: csr})
 	wantCode(t, "renew by a disabled agent", err, codes.PermissionDenied)
 	if !equal(before, e.intervals()) {
 		t.Fatal("a disabled agent changed the store")
 	}
 	// Its machine cannot simply enroll again either.
-	key, csr, _ := pki.NewAgentKeyAndCSR()
+	key, csr, _ := identity.NewAgentKeyAndCSR()
 	_ = key
 	_, err = pb.NewCollectorServiceClient(e.dial(c.addr, nil)).Enroll(context.Background(),
 		&pb.EnrollRequest{EnrollmentSecret: e.secret, CsrDer: csr, Host: &pb.Host{MachineGuid: guidB}})
@@ -546,7 +548,7 @@ func TestAgentCannotWriteForAnotherHost(t *testing.T) {
 	_, err = bc.Ingest(context.Background(), batch(d))
 	wantCode(t, "delta for another host", err, codes.InvalidArgument)
 	// Enrolling the first host's GUID again is refused.
-	_, csr, _ := pki.NewAgentKeyAndCSR()
+	_, csr, _ := identity.NewAgentKeyAndCSR()
 	_, err = pb.NewCollectorServiceClient(e.dial(c.addr, nil)).Enroll(context.Background(),
 		&pb.EnrollRequest{EnrollmentSecret: e.secret, CsrDer: csr, Host: &pb.Host{MachineGuid: guidA}})
 	wantCode(t, "enrolling an enrolled machine", err, codes.FailedPrecondition)
@@ -570,7 +572,7 @@ func TestBadInputs(t *testing.T) {
 	ingest(t, ac, snapshot(1, guidA, 0, logon("0x1", "alice")))
 
 	otherCA, _ := pki.NewCA("other CA", 24*time.Hour, time.Now())
-	key, csr, _ := pki.NewAgentKeyAndCSR()
+	key, csr, _ := identity.NewAgentKeyAndCSR()
 	foreign, _ := otherCA.SignAgentCSR(csr, a.id, guidA, time.Hour, time.Now())
 	foreignCert := tls.Certificate{Certificate: [][]byte{foreign.DER}, PrivateKey: key}
 
@@ -618,7 +620,7 @@ func TestBadInputs(t *testing.T) {
 		// A client that sends it anyway fails the TLS handshake: a transport
 		// failure, not an RPC status.
 		{"certificate from another CA, forced", func() error {
-			cfg := pki.ClientTLSConfig(e.roots, "localhost", nil)
+			cfg := identity.ClientTLSConfig(e.roots, "localhost", nil)
 			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &foreignCert, nil }
 			conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 			if err != nil {

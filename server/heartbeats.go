@@ -166,5 +166,5 @@ func plainHeartbeat(a agentCaller, reports []store.Report) (store.Heartbeat, boo
 		return store.Heartbeat{}, false
 	}
 	return store.Heartbeat{AgentID: a.AgentID, MachineGUID: a.MachineGUID, Sequence: r.Sequence,
-		BaseSequence: r.BaseSequence, ObservedAt: r.ObservedAt}, true
+		BaseSequence: r.BaseSequence, TakenAt: r.TakenAt}, true
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sessionaudit/sessionaudit/proto/identity"
+	"github.com/sessionaudit/sessionaudit/proto/limits"
 
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/store"
@@ -211,13 +212,13 @@ func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report,
 			return nil, fail("sequence", "%d does not follow %d: reports must be in increasing sequence order", r.Sequence, prev)
 		case r.Sequence > math.MaxInt64:
 			return nil, fail("sequence", "%d is above the largest sequence, %d", r.Sequence, int64(math.MaxInt64))
-		case r.Kind != store.KindFull && r.BaseSequence == 0:
+		case r.Kind != store.KindSnapshot && r.BaseSequence == 0:
 			return nil, fail(kind+".base_sequence", "is required in a %s", kind)
-		case r.ObservedAt.Before(store.Earliest):
-			return nil, fail(kind+".taken_at", "%s is before %s", r.ObservedAt.Format(time.RFC3339), store.Earliest.Format(time.RFC3339))
-		case r.ObservedAt.After(now.Add(store.MaxClockSkew)):
+		case r.TakenAt.Before(store.Earliest):
+			return nil, fail(kind+".taken_at", "%s is before %s", r.TakenAt.Format(time.RFC3339), store.Earliest.Format(time.RFC3339))
+		case r.TakenAt.After(now.Add(store.MaxClockSkew)):
 			return nil, fail(kind+".taken_at", "%s is more than %s ahead of the collector's clock (%s)",
-				r.ObservedAt.Format(time.RFC3339), store.MaxClockSkew, now.UTC().Format(time.RFC3339))
+				r.TakenAt.Format(time.RFC3339), store.MaxClockSkew, now.UTC().Format(time.RFC3339))
 		}
 		if r.Host != nil && r.Host.MachineGUID != "" && identity.NormalizeMachineGUID(r.Host.MachineGUID) != machineGUID {
 			// C1: identity comes from the certificate only.
@@ -240,25 +241,51 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 	var logon []*pb.LogonSession
 	var server []*pb.ServerSession
 	var errs []*pb.CollectionError
-	var prefix string
+	var prefix, logonField, serverField string
 	n := 0
+	// Keys are never truncated (that could merge two sessions): one too
+	// long for the store is refused here, naming its field.
+	longKey := func(field, v string) error {
+		if len(v) > limits.MaxKeyBytes {
+			return fail(field, "%d bytes, more than %d, the longest key the store keeps", len(v), limits.MaxKeyBytes)
+		}
+		return nil
+	}
+	long := func(field, v string) error {
+		if len(v) > maxString {
+			return fail(field, "%d bytes, more than %d", len(v), maxString)
+		}
+		return nil
+	}
+	longServerKey := func(prefix, computer, user string) error {
+		for _, p := range [][2]string{{"computer_name", computer}, {"user_name", user}} {
+			if len(p[1]) > limits.MaxStringBytes {
+				return fail(prefix+p[0], "%d bytes, more than %d, the longest server session key the store keeps", len(p[1]), limits.MaxStringBytes)
+			}
+			if err := long(prefix+p[0], p[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	switch c := r.GetContent().(type) {
 	case *pb.Report_Snapshot:
-		prefix = "snapshot"
+		prefix, logonField, serverField = "snapshot", "logon_sessions", "server_sessions"
 		host, logon, server, errs = c.Snapshot.GetHost(), c.Snapshot.GetLogonSessions(), c.Snapshot.GetServerSessions(), c.Snapshot.GetErrors()
 	case *pb.Report_Delta:
-		prefix = "delta"
+		prefix, logonField, serverField = "delta", "logon_sessions_upserted", "server_sessions_upserted"
 		d := c.Delta
 		host, logon, server, errs = d.GetHost(), d.GetLogonSessionsUpserted(), d.GetServerSessionsUpserted(), d.GetErrors()
 		n += len(d.GetLogonSessionsEnded()) + len(d.GetServerSessionsEnded())
 		for i, k := range d.GetLogonSessionsEnded() {
-			if len(k.GetLogonId()) > maxString {
-				return fail(fmt.Sprintf("delta.logon_sessions_ended[%d].logon_id", i), "%d bytes, more than %d", len(k.GetLogonId()), maxString)
+			if err := longKey(fmt.Sprintf("delta.logon_sessions_ended[%d].logon_id", i), k.GetLogonId()); err != nil {
+				return err
 			}
 		}
 		for i, k := range d.GetServerSessionsEnded() {
-			if len(k.GetComputerName()) > maxString || len(k.GetUserName()) > maxString {
-				return fail(fmt.Sprintf("delta.server_sessions_ended[%d]", i), "a key is longer than %d bytes", maxString)
+			f := fmt.Sprintf("delta.server_sessions_ended[%d].", i)
+			if err := longServerKey(f, k.GetComputerName(), k.GetUserName()); err != nil {
+				return err
 			}
 		}
 	default:
@@ -271,19 +298,16 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 	if len(errs) > 100 {
 		return fail(prefix+".errors", "%d collection errors, more than 100", len(errs))
 	}
-	long := func(field, v string) error {
-		if len(v) > maxString {
-			return fail(field, "%d bytes, more than %d", len(v), maxString)
-		}
-		return nil
-	}
 	if host != nil {
 		if field, n := longHostString(host, maxString); field != "" {
 			return fail(prefix+".host."+field, "%d bytes, more than %d", n, maxString)
 		}
 	}
 	for i, ls := range logon {
-		f := fmt.Sprintf("%s.logon_sessions[%d].", prefix, i)
+		f := fmt.Sprintf("%s.%s[%d].", prefix, logonField, i)
+		if err := longKey(f+"logon_id", ls.GetLogonId()); err != nil {
+			return err
+		}
 		for _, p := range [][2]string{
 			{"logon_id", ls.GetLogonId()}, {"authentication_package", ls.GetAuthenticationPackage()},
 			{"caption", ls.GetCaption()}, {"description", ls.GetDescription()}, {"name", ls.GetName()},
@@ -296,7 +320,10 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 		}
 	}
 	for i, ss := range server {
-		f := fmt.Sprintf("%s.server_sessions[%d].", prefix, i)
+		f := fmt.Sprintf("%s.%s[%d].", prefix, serverField, i)
+		if err := longServerKey(f, ss.GetComputerName(), ss.GetUserName()); err != nil {
+			return err
+		}
 		for _, p := range [][2]string{
 			{"computer_name", ss.GetComputerName()}, {"user_name", ss.GetUserName()},
 			{"client_type", ss.GetClientType()}, {"transport_name", ss.GetTransportName()},
@@ -325,7 +352,7 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 // protoKind names a report kind as the protocol's oneof does, for field
 // paths.
 func protoKind(k store.ReportKind) string {
-	if k == store.KindFull {
+	if k == store.KindSnapshot {
 		return "snapshot"
 	}
 	return k.String()

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -58,6 +60,21 @@ func TestValidateBatchNamesReportAndField(t *testing.T) {
 		{"long string", []*pb.Report{snap(1, func(s *pb.Snapshot) {
 			s.LogonSessions = []*pb.LogonSession{{LogonId: "1", Account: &pb.Account{Name: strings.Repeat("a", 17)}}}
 		})}, "report 1: snapshot.logon_sessions[0].account.name: 17 bytes, more than 16"},
+		{"logon id too long for the store", []*pb.Report{snap(1, func(s *pb.Snapshot) {
+			s.LogonSessions = []*pb.LogonSession{{LogonId: "1"}, {LogonId: strings.Repeat("9", limits.MaxKeyBytes+1)}}
+		})}, "report 1: snapshot.logon_sessions[1].logon_id: 129 bytes, more than 128"},
+		{"ended logon id too long for the store", []*pb.Report{{Sequence: 2, Content: &pb.Report_Delta{Delta: &pb.Delta{
+			BaseSequence: 1, TakenAt: timestamppb.New(t0),
+			LogonSessionsEnded: []*pb.LogonSessionKey{{LogonId: strings.Repeat("9", limits.MaxKeyBytes+1)}}}}}},
+			"report 2: delta.logon_sessions_ended[0].logon_id: 129 bytes, more than 128"},
+		{"delta fields named as in the proto", []*pb.Report{{Sequence: 2, Content: &pb.Report_Delta{Delta: &pb.Delta{
+			BaseSequence: 1, TakenAt: timestamppb.New(t0),
+			LogonSessionsUpserted: []*pb.LogonSession{{LogonId: "1", Caption: strings.Repeat("c", 17)}}}}}},
+			"report 2: delta.logon_sessions_upserted[0].caption: 17 bytes"},
+		{"server session key too long for the store", []*pb.Report{{Sequence: 2, Content: &pb.Report_Delta{Delta: &pb.Delta{
+			BaseSequence: 1, TakenAt: timestamppb.New(t0),
+			ServerSessionsEnded: []*pb.ServerSessionKey{{ComputerName: "10.0.0.5", UserName: strings.Repeat("u", limits.MaxStringBytes+1)}}}}}},
+			"report 2: delta.server_sessions_ended[0].user_name: 1025 bytes, more than 1024"},
 		{"long host string", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.Host.Hostname = strings.Repeat("h", 17) })},
 			"report 1: snapshot.host.hostname: 17 bytes"},
 		{"enum contradicts raw", []*pb.Report{snap(1, func(s *pb.Snapshot) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/store"
 	"google.golang.org/grpc"
@@ -20,9 +22,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// maxQueryString bounds every string parameter of a query.
-const maxQueryString = 1024
 
 // serveQuery authenticates an analyst, runs the query under QueryTimeout,
 // and logs it with the analyst's name, the parameters and the result count
@@ -111,7 +110,7 @@ func (q *queryService) AccountTimeline(ctx context.Context, req *pb.AccountTimel
 	if p.err != nil {
 		return nil, p.err
 	}
-	res, err := q.s.store.AccountTimeline(ctx, store.TimelineQuery{Account: req.GetAccount(), From: from, To: to,
+	res, err := q.s.store.AccountTimeline(ctx, store.TimelineQuery{Account: req.GetAccount(), StartTime: from, EndTime: to,
 		PageSize: int(req.GetPageSize()), Cursor: cur})
 	if err != nil {
 		return nil, q.s.queryError(err)
@@ -137,7 +136,7 @@ func (q *queryService) ListLogonSessions(ctx context.Context, req *pb.ListLogonS
 		return nil, p.err
 	}
 	res, err := q.s.store.LogonSessions(ctx, store.LogonSessionsQuery{Host: req.GetHost(), Account: req.GetAccount(),
-		LogonTypes: types, AuthenticationPackage: req.GetAuthenticationPackage(), From: from, To: to,
+		LogonTypes: types, AuthenticationPackage: req.GetAuthenticationPackage(), StartTime: from, EndTime: to,
 		PageSize: int(req.GetPageSize()), Cursor: cur})
 	if err != nil {
 		return nil, q.s.queryError(err)
@@ -162,7 +161,7 @@ func (q *queryService) ListServerSessions(ctx context.Context, req *pb.ListServe
 		return nil, p.err
 	}
 	res, err := q.s.store.ServerSessions(ctx, store.ServerSessionQuery{FromComputer: req.GetFromComputer(),
-		UserName: req.GetUserName(), ToHost: req.GetToHost(), From: from, To: to,
+		UserName: req.GetUserName(), ToHost: req.GetToHost(), StartTime: from, EndTime: to,
 		PageSize: int(req.GetPageSize()), Cursor: cur})
 	if err != nil {
 		return nil, q.s.queryError(err)
@@ -245,8 +244,8 @@ func (p *params) str(field, v string, required bool) {
 	switch {
 	case required && strings.TrimSpace(v) == "":
 		p.fail(field, "is required")
-	case len(v) > maxQueryString:
-		p.fail(field, "%d bytes, more than %d", len(v), maxQueryString)
+	case len(v) > limits.MaxStringBytes:
+		p.fail(field, "%d bytes, more than %d", len(v), limits.MaxStringBytes)
 	case strings.ContainsRune(v, 0):
 		p.fail(field, "contains a NUL byte")
 	}
@@ -326,7 +325,7 @@ func (p *params) cursor(method string, req proto.Message, token string) string {
 // storeParams names the store's query fields as the .proto does.
 var storeParams = map[string]string{
 	"PageSize": "page_size", "Cursor": "page_token", "Host": "host", "At": "at",
-	"From": "start_time", "To": "end_time", "Account": "account", "FromComputer": "from_computer",
+	"StartTime": "start_time", "EndTime": "end_time", "Account": "account", "FromComputer": "from_computer",
 	"UserName": "user_name", "ToHost": "to_host", "StaleAfter": "stale_after",
 	"AuthenticationPackage": "authentication_package", "LogonTypes": "logon_types",
 }
@@ -353,62 +352,4 @@ func (s *Server) queryError(err error) error {
 	s.metrics.storeErrors.Inc()
 	s.log.Error("query failed in the store", "err", err)
 	return s.unavailable("the store is unavailable")
-}
-
-func ts(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
-func hostRefToProto(h store.HostRef) *pb.HostRef {
-	return &pb.HostRef{MachineGuid: h.MachineGUID, Hostname: h.Hostname, Domain: h.Domain}
-}
-
-func hostToProto(h store.Host) *pb.Host {
-	return &pb.Host{MachineGuid: h.MachineGUID, Hostname: h.Hostname, Domain: h.Domain,
-		OsCaption: h.OSCaption, OsVersion: h.OSVersion, OsBuild: h.OSBuild,
-		LastBootTime: ts(h.LastBootTime), AgentVersion: h.AgentVersion}
-}
-
-func endToProto(e store.End) *pb.SessionEnd {
-	out := &pb.SessionEnd{LastSeen: ts(e.LastSeen), Open: e.Open}
-	if !e.Open {
-		out.EndBefore = ts(e.EndBefore)
-	}
-	return out
-}
-
-func logonIntervalToProto(l store.LogonInterval) *pb.LogonSessionInterval {
-	s := l.Session
-	ls := &pb.LogonSession{
-		AuthenticationPackage: s.AuthenticationPackage, Caption: s.Caption, Description: s.Description,
-		InstallDate: ts(s.InstallDate), LogonId: s.LogonID, Name: s.Name, StartTime: ts(s.StartTime),
-		Status: s.Status,
-	}
-	if s.LogonType != nil {
-		v := *s.LogonType
-		ls.LogonTypeRaw = &v
-		ls.LogonType = pb.LogonTypeFromWMI(v)
-	}
-	if s.Account != nil {
-		ls.Account = &pb.Account{Domain: s.Account.Domain, Name: s.Account.Name, Sid: s.Account.SID}
-	}
-	return &pb.LogonSessionInterval{Host: hostRefToProto(l.Host), BootTime: ts(l.BootTime), Session: ls, End: endToProto(l.End)}
-}
-
-func serverIntervalToProto(si store.ServerInterval) *pb.ServerSessionInterval {
-	s := si.Session
-	ss := &pb.ServerSession{
-		Caption: s.Caption, ClientType: s.ClientType, ComputerName: s.ComputerName, Description: s.Description,
-		InstallDate: ts(s.InstallDate), Name: s.Name, Status: s.Status, TransportName: s.TransportName,
-		UserName: s.UserName, ActiveTime: s.ActiveTime, IdleTime: s.IdleTime, ResourcesOpened: s.ResourcesOpened,
-	}
-	if s.SessionType != nil {
-		v := *s.SessionType
-		ss.SessionTypeRaw = &v
-		ss.SessionType = pb.ServerSessionTypeFromWMI(v)
-	}
-	return &pb.ServerSessionInterval{Host: hostRefToProto(si.Host), StartTime: ts(si.StartTime), Session: ss, End: endToProto(si.End)}
 }

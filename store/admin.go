@@ -28,6 +28,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -282,7 +284,7 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 		return fmt.Errorf("store: enroll agent %q: secret empty or too long: %w", e.AgentID, ErrBadSecret)
 	}
 	now := pgTime(s.now())
-	fact := func(v string) string { c, _ := cleanString(v, MaxStringBytes); return c }
+	fact := func(v string) string { c, _ := cleanString(v, limits.MaxStringBytes); return c }
 
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The secret's row lock serializes the enrollments that use it, so

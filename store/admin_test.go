@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionaudit/sessionaudit/store/storetest"
@@ -112,7 +114,7 @@ func mustAgent(t *testing.T, s *Store, id string) Agent {
 // agent as Ingest does for agents it has not seen.
 func ingestFor(t *testing.T, s *Store, agentID, machineGUID, hostname string) {
 	t.Helper()
-	res, err := s.Ingest(context.Background(), agentID, machineGUID, []Report{{Sequence: 1, Kind: KindFull, ObservedAt: t0,
+	res, err := s.Ingest(context.Background(), agentID, machineGUID, []Report{{Sequence: 1, Kind: KindSnapshot, TakenAt: t0,
 		Host: &Host{MachineGUID: machineGUID, Hostname: hostname}}})
 	if err != nil || len(res.Rejected) > 0 {
 		t.Fatalf("Ingest: %v %v", err, res.Rejected)
@@ -633,7 +635,7 @@ func TestIngestForEnrolledAgent(t *testing.T) {
 	}
 	assertRows(t, "logon sessions", logonRows(t, s), []row{{Key: bootKey(boot1, "1001"), Start: at(-time.Hour), Account: `CONTOSO\alice`}})
 	clock.Add(time.Minute)
-	mustIngest(t, s, "agent-1", Report{Sequence: 2, Kind: KindHeartbeat, BaseSequence: 1, ObservedAt: at(time.Minute)})
+	mustIngest(t, s, "agent-1", Report{Sequence: 2, Kind: KindHeartbeat, BaseSequence: 1, TakenAt: at(time.Minute)})
 	if n := countRows(t, s, `SELECT count(*) FROM agent WHERE first_received = $1 AND last_received = $2`, clock.Now().Add(-time.Minute), clock.Now()); n != 1 {
 		t.Errorf("a later report moved first_received or not last_received")
 	}
@@ -683,7 +685,7 @@ func TestAccessInputValidation(t *testing.T) {
 		field string
 	}{
 		{"no agent id", bad(func(e *NewEnrollment) { e.AgentID = "" }), "AgentID"},
-		{"long agent id", bad(func(e *NewEnrollment) { e.AgentID = strings.Repeat("a", MaxKeyBytes+1) }), "AgentID"},
+		{"long agent id", bad(func(e *NewEnrollment) { e.AgentID = strings.Repeat("a", limits.MaxKeyBytes+1) }), "AgentID"},
 		{"agent id taken", bad(func(e *NewEnrollment) { e.AgentID = "agent-1" }), "AgentID"},
 		{"no machine", bad(func(e *NewEnrollment) { e.Host.MachineGUID = "{}" }), "Host.MachineGUID"},
 		{"machine with NUL", bad(func(e *NewEnrollment) { e.Host.MachineGUID = "a\x00b" }), "Host.MachineGUID"},

@@ -35,7 +35,7 @@ func BenchmarkIngest(b *testing.B) {
 		for i := seq * 10; i < seq*10+20; i++ {
 			ss = append(ss, ServerSession{ComputerName: fmt.Sprintf("PC%d", i), UserName: "svc", ActiveTime: u32(uint32(3600 - i))})
 		}
-		return Report{Sequence: uint64(seq + 1), Kind: KindFull, ObservedAt: base.Add(time.Duration(seq) * time.Second),
+		return Report{Sequence: uint64(seq + 1), Kind: KindSnapshot, TakenAt: base.Add(time.Duration(seq) * time.Second),
 			Host: &Host{Hostname: "bench", LastBootTime: base.Add(-time.Hour)}, LogonSessions: ls, ServerSessions: ss}
 	}
 	if _, err := s.Ingest(ctx, "bench-agent", "bench-host", []Report{snap(0)}); err != nil {
@@ -68,7 +68,7 @@ func BenchmarkWhoWasOn(b *testing.B) {
 		var reports []Report
 		for r := 0; r < 10; r++ {
 			obs := base.Add(time.Duration(r) * time.Hour)
-			reports = append(reports, Report{Sequence: uint64(r + 1), Kind: KindFull, ObservedAt: obs,
+			reports = append(reports, Report{Sequence: uint64(r + 1), Kind: KindSnapshot, TakenAt: obs,
 				Host: &Host{Hostname: fmt.Sprintf("ws%03d", h), LastBootTime: base.Add(-time.Hour)},
 				LogonSessions: []LogonSession{
 					{LogonID: "999", StartTime: base.Add(-time.Hour)},
@@ -112,7 +112,7 @@ func BenchmarkHeartbeats(b *testing.B) {
 	}
 	guidOf := func(a int) string { return fmt.Sprintf("00000000-0000-0000-0000-%012d", a) }
 	for a := range agents {
-		r := Report{Sequence: 1, Kind: KindFull, ObservedAt: base, Host: &Host{Hostname: fmt.Sprint("hb", a), LastBootTime: base.Add(-time.Hour)},
+		r := Report{Sequence: 1, Kind: KindSnapshot, TakenAt: base, Host: &Host{Hostname: fmt.Sprint("hb", a), LastBootTime: base.Add(-time.Hour)},
 			LogonSessions: []LogonSession{{LogonID: "1", LogonType: u32(2), StartTime: base.Add(-time.Minute)}}}
 		if _, err := s.Ingest(ctx, fmt.Sprint("agent-", a), guidOf(a), []Report{r}); err != nil {
 			b.Fatal(err)
@@ -124,7 +124,7 @@ func BenchmarkHeartbeats(b *testing.B) {
 		hbs := make([]Heartbeat, agents)
 		for a := range hbs {
 			hbs[a] = Heartbeat{AgentID: fmt.Sprint("agent-", a), MachineGUID: guidOf(a), Sequence: seq, BaseSequence: 1,
-				ObservedAt: base.Add(time.Duration(seq) * time.Millisecond)}
+				TakenAt: base.Add(time.Duration(seq) * time.Millisecond)}
 		}
 		return hbs
 	}
@@ -135,7 +135,7 @@ func BenchmarkHeartbeats(b *testing.B) {
 			for _, h := range hbs {
 				go func() {
 					_, err := s.Ingest(ctx, h.AgentID, h.MachineGUID, []Report{{Kind: KindHeartbeat, Sequence: h.Sequence,
-						BaseSequence: h.BaseSequence, ObservedAt: h.ObservedAt}})
+						BaseSequence: h.BaseSequence, TakenAt: h.TakenAt}})
 					errs <- err
 				}()
 			}

@@ -39,7 +39,7 @@ func (e *ResyncError) Is(target error) bool { return target == ErrResyncRequired
 type FieldError struct {
 	// Sequence is the report's sequence, 0 for a call parameter.
 	Sequence uint64
-	// Field names the value, e.g. "ObservedAt" or "machineGUID".
+	// Field names the value, e.g. "TakenAt" or "machineGUID".
 	Field string
 	// Reason says what is wrong with it.
 	Reason string

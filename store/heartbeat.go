@@ -15,7 +15,7 @@ type Heartbeat struct {
 	MachineGUID  string
 	Sequence     uint64
 	BaseSequence uint64
-	ObservedAt   time.Time
+	TakenAt      time.Time
 }
 
 // IngestHeartbeats stores the heartbeats of many agents in one statement,
@@ -27,7 +27,7 @@ type Heartbeat struct {
 // heartbeat is the next report after the stored state (BaseSequence is the
 // agent's last Snapshot or Delta, Sequence above its high-water mark) and
 // newer than the host's latest observation. Then it has exactly Ingest's
-// effect: the host's last-seen times move to ObservedAt (the session lists
+// effect: the host's last-seen times move to TakenAt (the session lists
 // the stored state says were incomplete keep their time) and the agent's
 // high-water mark to Sequence. Anything else (a duplicate, a resync, a late
 // heartbeat, a first report, an invalid value, a second heartbeat of the
@@ -47,7 +47,7 @@ func (s *Store) IngestHeartbeats(ctx context.Context, hbs []Heartbeat) (applied 
 		if err != nil || validKey("agentID", h.AgentID) != nil {
 			continue
 		}
-		c, _, err := cleanReport(Report{Kind: KindHeartbeat, Sequence: h.Sequence, BaseSequence: h.BaseSequence, ObservedAt: h.ObservedAt}, guid, now)
+		c, _, err := cleanReport(Report{Kind: KindHeartbeat, Sequence: h.Sequence, BaseSequence: h.BaseSequence, TakenAt: h.TakenAt}, guid, now)
 		if err != nil {
 			continue
 		}
@@ -56,7 +56,7 @@ func (s *Store) IngestHeartbeats(ctx context.Context, hbs []Heartbeat) (applied 
 		}
 		index[h.AgentID], seenGUID[guid] = i, true
 		agents, guids = append(agents, h.AgentID), append(guids, guid)
-		seqs, bases, obs = append(seqs, int64(c.Sequence)), append(bases, int64(c.BaseSequence)), append(obs, c.ObservedAt)
+		seqs, bases, obs = append(seqs, int64(c.Sequence)), append(bases, int64(c.BaseSequence)), append(obs, c.TakenAt)
 	}
 	if len(agents) == 0 {
 		return applied, nil

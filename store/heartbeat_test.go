@@ -52,7 +52,7 @@ func TestIngestHeartbeatsEqualsIngest(t *testing.T) {
 		}
 	}
 	hb := func(seq uint64, min int) Report {
-		return Report{Kind: KindHeartbeat, Sequence: seq, BaseSequence: 1, ObservedAt: at(time.Duration(min) * time.Minute)}
+		return Report{Kind: KindHeartbeat, Sequence: seq, BaseSequence: 1, TakenAt: at(time.Duration(min) * time.Minute)}
 	}
 	for seq := uint64(2); seq <= 4; seq++ {
 		r := hb(seq, int(seq))
@@ -60,7 +60,7 @@ func TestIngestHeartbeatsEqualsIngest(t *testing.T) {
 			t.Fatal(err)
 		}
 		applied, err := s.IngestHeartbeats(ctx, []Heartbeat{{AgentID: agents[1], MachineGUID: guids[1], Sequence: r.Sequence,
-			BaseSequence: r.BaseSequence, ObservedAt: r.ObservedAt}})
+			BaseSequence: r.BaseSequence, TakenAt: r.TakenAt}})
 		if err != nil || !slices.Equal(applied, []bool{true}) {
 			t.Fatalf("IngestHeartbeats(seq %d) = %v, %v; want applied", seq, applied, err)
 		}

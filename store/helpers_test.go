@@ -55,7 +55,7 @@ func server(computer, user string, active uint32) ServerSession {
 }
 
 func full(seq uint64, obs, boot time.Time, ls []LogonSession, ss []ServerSession) Report {
-	return Report{Sequence: seq, Kind: KindFull, ObservedAt: obs,
+	return Report{Sequence: seq, Kind: KindSnapshot, TakenAt: obs,
 		Host:          &Host{MachineGUID: guid, Hostname: "ws01", Domain: "contoso.local", LastBootTime: boot},
 		LogonSessions: ls, ServerSessions: ss}
 }

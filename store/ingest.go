@@ -2,19 +2,13 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
-
-// unknownBoot stands for "boot time not known yet" in boot_time columns.
-var unknownBoot = time.Unix(0, 0).UTC()
 
 // Ingest stores the reports of one agent about one host, in one transaction.
 //
@@ -31,27 +25,15 @@ var unknownBoot = time.Unix(0, 0).UTC()
 // for different hosts run in parallel.
 func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports []Report) (IngestResult, error) {
 	var res IngestResult
-	machineGUID = strings.ToLower(strings.Trim(machineGUID, "{}"))
-	if err := validKey("machineGUID", machineGUID); err != nil {
+	machineGUID, err := validMachineGUID("machineGUID", machineGUID)
+	if err != nil {
 		return res, err
 	}
 	if err := validKey("agentID", agentID); err != nil {
 		return res, err
 	}
 	now := s.now()
-	clean := make([]Report, 0, len(reports))
-	notes := make(map[uint64][]Note)
-	for _, r := range reports {
-		c, n, err := cleanReport(r, machineGUID, now)
-		if err != nil {
-			res.Rejected = append(res.Rejected, RejectedReport{Sequence: r.Sequence, Err: err})
-			continue
-		}
-		clean = append(clean, c)
-		if len(n) > 0 {
-			notes[c.Sequence] = append(notes[c.Sequence], n...)
-		}
-	}
+	clean, notes := cleanReports(reports, machineGUID, now, &res)
 	ids, err := s.resolve(ctx, clean)
 	if err != nil {
 		return res, err
@@ -84,38 +66,7 @@ func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports
 	if err := st.loadClosed(ctx, tx, clean); err != nil {
 		return res, fmt.Errorf("store: ingest host %s agent %q: %w", machineGUID, agentID, err)
 	}
-
-	var resync error
-	var applied []uint64
-	for _, r := range clean {
-		if r.Sequence <= st.hwm {
-			res.Duplicates = append(res.Duplicates, r.Sequence)
-			continue
-		}
-		if r.Kind != KindFull && r.BaseSequence != st.stateSeq {
-			resync = &ResyncError{AgentID: agentID, MachineGUID: machineGUID,
-				Sequence: r.Sequence, BaseSequence: r.BaseSequence, Stored: st.stateSeq}
-			break
-		}
-		if st.lastSeen.IsZero() || r.ObservedAt.After(st.lastSeen) {
-			st.applyLive(&r)
-		} else {
-			st.applyLate(&r)
-			res.Late = append(res.Late, r.Sequence)
-		}
-		st.hwm = r.Sequence
-		if r.Kind != KindHeartbeat {
-			st.stateSeq = r.Sequence
-			st.incomplete = st.incomplete[:0]
-			for _, c := range []string{ClassLogonSession, ClassServerSession} {
-				if r.incomplete(c) {
-					st.incomplete = append(st.incomplete, c)
-				}
-			}
-		}
-		applied = append(applied, r.Sequence)
-		res.Sanitized = append(res.Sanitized, notes[r.Sequence]...)
-	}
+	applied, resync := st.applyReports(agentID, machineGUID, clean, notes, &res)
 	if err := st.flush(ctx, tx, agentID, now, res.Sanitized); err != nil {
 		return IngestResult{Rejected: res.Rejected}, fmt.Errorf("store: ingest host %s agent %q: %w", machineGUID, agentID, err)
 	}
@@ -125,32 +76,65 @@ func (s *Store) Ingest(ctx context.Context, agentID, machineGUID string, reports
 	return res, resync
 }
 
-// resolved maps interned strings and accounts to their ids.
-type resolved struct {
-	labels   map[string]int32
-	accounts map[string]int32
-}
-
-func (r resolved) label(v string) int32 { return r.labels[v] }
-
-// optLabel is the label of v, or 0 (stored as NULL) when v is empty.
-func (r resolved) optLabel(v string) int32 {
-	if v == "" {
-		return 0
+// cleanReports validates and sanitizes reports (sanitize.go): the invalid
+// ones are listed in res.Rejected and left out, the notes of the others are
+// returned by sequence.
+func cleanReports(reports []Report, machineGUID string, now time.Time, res *IngestResult) ([]Report, map[uint64][]Note) {
+	clean := make([]Report, 0, len(reports))
+	notes := make(map[uint64][]Note)
+	for _, r := range reports {
+		c, n, err := cleanReport(r, machineGUID, now)
+		if err != nil {
+			res.Rejected = append(res.Rejected, RejectedReport{Sequence: r.Sequence, Err: err})
+			continue
+		}
+		clean = append(clean, c)
+		if len(n) > 0 {
+			notes[c.Sequence] = append(notes[c.Sequence], n...)
+		}
 	}
-	return r.labels[v]
+	return clean, notes
 }
 
-func (r resolved) account(a *Account) int32 {
-	if a == nil {
-		return 0
+// applyReports applies the reports in order with the interval rules
+// (hostIntervals.apply) and records in res what happened to each: a report
+// at or below the high-water mark is a duplicate; a Delta or Heartbeat that
+// does not apply to the agent's stored state stops the call with the
+// *ResyncError returned. applied lists the sequences applied before.
+func (st *ingestState) applyReports(agentID, machineGUID string, reports []Report, notes map[uint64][]Note, res *IngestResult) (applied []uint64, resync error) {
+	for _, r := range reports {
+		if r.Sequence <= st.hwm {
+			res.Duplicates = append(res.Duplicates, r.Sequence)
+			continue
+		}
+		if r.Kind != KindSnapshot && r.BaseSequence != st.stateSeq {
+			return applied, &ResyncError{AgentID: agentID, MachineGUID: machineGUID,
+				Sequence: r.Sequence, BaseSequence: r.BaseSequence, Stored: st.stateSeq}
+		}
+		if st.apply(&r) {
+			res.Late = append(res.Late, r.Sequence)
+		}
+		st.hwm = r.Sequence
+		if r.Kind != KindHeartbeat {
+			st.stateSeq = r.Sequence
+		}
+		applied = append(applied, r.Sequence)
+		res.Sanitized = append(res.Sanitized, notes[r.Sequence]...)
 	}
-	return r.accounts[accountKey(a)]
+	return applied, nil
 }
 
+// resolve returns the ids of the labels and accounts the reports name,
+// interning the missing ones.
 func (s *Store) resolve(ctx context.Context, reports []Report) (resolved, error) {
-	var labels []string
-	var accounts []*Account
+	labels, accounts := dictionaryKeys(reports)
+	return s.dictionaryIDs(ctx, labels, accounts)
+}
+
+// dictionaryKeys lists the labels (with repeats) and accounts the reports
+// name: authentication packages, SMB computer and user names, client types
+// and transports.
+func dictionaryKeys(reports []Report) (labels []string, accounts []*Account) {
 	for i := range reports {
 		r := &reports[i]
 		for j := range r.LogonSessions {
@@ -175,75 +159,20 @@ func (s *Store) resolve(ctx context.Context, reports []Report) (resolved, error)
 			labels = append(labels, k.ComputerName, k.UserName)
 		}
 	}
-	return s.dictionaryIDs(ctx, labels, accounts)
+	return labels, accounts
 }
 
-// logonKey identifies a logon session of a host: (boot, LogonId).
-type logonKey struct {
-	boot int64 // UnixMicro
-	id   string
-}
-
-// peerKey identifies the remote end of a server session: (computer, user).
-type peerKey struct{ computer, user int32 }
-
-// logonRow is a logon session interval as the ingest sees it.
-type logonRow struct {
-	id        int64 // 0 until stored
-	boot      time.Time
-	sess      LogonSession // all properties for new rows; LogonID and StartTime for stored ones
-	accountID int32
-	authID    int32
-	// lastSeen and endBefore are zero while open.
-	lastSeen, endBefore time.Time
-	// storedEnd is end_before as stored (zero for 'infinity'), to find the row.
-	storedEnd time.Time
-	dirty     bool
-}
-
-func (r *logonRow) open() bool { return r.endBefore.IsZero() }
-
-// serverRow is a server session interval as the ingest sees it.
-type serverRow struct {
-	id                  int64
-	start               time.Time
-	sess                ServerSession
-	peer                peerKey
-	clientID, transport int32
-	lastSeen, endBefore time.Time
-	storedEnd           time.Time
-	dirty               bool
-}
-
-func (r *serverRow) open() bool { return r.endBefore.IsZero() }
-
-// ingestState is a host's state during one Ingest call: the rows the reports
-// touch, changed in memory and written once at the end.
+// ingestState is a host's state during one Ingest call: what the interval
+// rules work on (hostIntervals), and what only the transaction needs.
 type ingestState struct {
-	hostID       int32
-	facts        Host
-	factsChanged bool
-	boot         time.Time
-	// lastSeen is the newest observation applied; logonSeenAt and
-	// serverSeenAt the newest complete one per class (zero: none yet).
-	lastSeen, logonSeenAt, serverSeenAt time.Time
-	hwm                                 uint64
-	ids                                 resolved
-	// stateSeq is the agent's last stored Snapshot or Delta, the base of its
-	// next Delta or Heartbeat; incomplete lists the classes incomplete in it.
-	stateSeq   uint64
-	incomplete []string
-
-	logonOpen    map[logonKey]*logonRow
-	logonClosed  map[logonKey]*logonRow
-	serverOpen   map[peerKey][]*serverRow
-	serverClosed map[peerKey][]*serverRow
-	logonRows    []*logonRow // every row loaded or created
-	serverRows   []*serverRow
+	hostIntervals
+	hostID int32
+	// hwm is the agent's high-water mark; stateSeq its last stored Snapshot
+	// or Delta, the base of its next Delta or Heartbeat.
+	hwm, stateSeq uint64
 }
 
-func lk(boot time.Time, id string) logonKey { return logonKey{boot: boot.UnixMicro(), id: id} }
-
+// nullTime is t as a time.Time: the zero time for NULL and the infinities.
 func nullTime(t pgtype.Timestamptz) time.Time {
 	if !t.Valid || t.InfinityModifier != pgtype.Finite {
 		return time.Time{}
@@ -254,12 +183,7 @@ func nullTime(t pgtype.Timestamptz) time.Time {
 // loadState locks the host's row (creating it), then the agent's, and reads
 // the host's open sessions.
 func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time.Time, sessions bool) (*ingestState, error) {
-	st := &ingestState{
-		logonOpen:    make(map[logonKey]*logonRow),
-		logonClosed:  make(map[logonKey]*logonRow),
-		serverOpen:   make(map[peerKey][]*serverRow),
-		serverClosed: make(map[peerKey][]*serverRow),
-	}
+	st := &ingestState{hostIntervals: newHostIntervals()}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	// Generic plans: the statements of the ingest are planned once per
@@ -285,34 +209,7 @@ func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time
 		RETURNING applied_sequence, state_sequence, incomplete_classes`, agentID, guid, now).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&hwm, &stateSeq, &st.incomplete) })
 	if sessions {
-		b.Queue(`SELECT id, boot_time, logon_id, start_time, coalesce(account_id, 0) FROM logon_session
-			WHERE end_before = 'infinity' AND host_id = (SELECT host_id FROM host WHERE machine_guid = $1)`, guid).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					r := &logonRow{}
-					if err := rows.Scan(&r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.accountID); err != nil {
-						return err
-					}
-					r.boot, r.sess.StartTime = r.boot.UTC(), r.sess.StartTime.UTC()
-					st.logonOpen[lk(r.boot, r.sess.LogonID)] = r
-					st.logonRows = append(st.logonRows, r)
-				}
-				return rows.Err()
-			})
-		b.Queue(`SELECT id, start_time, computer_label, user_label FROM server_session
-			WHERE end_before = 'infinity' AND host_id = (SELECT host_id FROM host WHERE machine_guid = $1)`, guid).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					r := &serverRow{}
-					if err := rows.Scan(&r.id, &r.start, &r.peer.computer, &r.peer.user); err != nil {
-						return err
-					}
-					r.start = r.start.UTC()
-					st.serverOpen[r.peer] = append(st.serverOpen[r.peer], r)
-					st.serverRows = append(st.serverRows, r)
-				}
-				return rows.Err()
-			})
+		st.queueOpenReads(b, guid)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("lock host and read its open sessions: %w", err)
@@ -323,85 +220,50 @@ func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time
 	return st, nil
 }
 
-// loadClosed reads the closed intervals the reports may meet again: a
-// logon session seen after it was taken as ended (WMI's stale or flickering
-// rows), or sessions a late report mentions.
+// queueOpenReads queues the reads of the host's open intervals.
+func (st *ingestState) queueOpenReads(b *pgx.Batch, guid string) {
+	b.Queue(`SELECT id, boot_time, logon_id, start_time, coalesce(account_id, 0) FROM logon_session
+		WHERE end_before = 'infinity' AND host_id = (SELECT host_id FROM host WHERE machine_guid = $1)`, guid).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				r := &logonRow{}
+				if err := rows.Scan(&r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.accountID); err != nil {
+					return err
+				}
+				r.boot, r.sess.StartTime = r.boot.UTC(), r.sess.StartTime.UTC()
+				st.addLogon(r)
+			}
+			return rows.Err()
+		})
+	b.Queue(`SELECT id, start_time, computer_label, user_label FROM server_session
+		WHERE end_before = 'infinity' AND host_id = (SELECT host_id FROM host WHERE machine_guid = $1)`, guid).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				r := &serverRow{}
+				if err := rows.Scan(&r.id, &r.start, &r.peer.computer, &r.peer.user); err != nil {
+					return err
+				}
+				r.start = r.start.UTC()
+				st.addServer(r)
+			}
+			return rows.Err()
+		})
+}
+
+// loadClosed reads the closed intervals the reports may meet again
+// (hostIntervals.closedQuery says which).
 func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []Report) error {
-	var logonIDs []string
-	logonFrom := time.Time{}
-	lower := func(t *time.Time, v time.Time) {
-		if !v.IsZero() && (t.IsZero() || v.Before(*t)) {
-			*t = v
-		}
-	}
-	var computers []int32
-	serverFrom := time.Time{}
-	late := st.lastSeen
-	bootFrom := st.currentBoot()
-	openIDs := make(map[string]bool, len(st.logonOpen))
-	for k := range st.logonOpen {
-		openIDs[k.id] = true
-	}
-	for i := range reports {
-		r := &reports[i]
-		if r.Sequence <= st.hwm {
-			continue
-		}
-		isLate := !late.IsZero() && !r.ObservedAt.After(late)
-		if !isLate {
-			late = r.ObservedAt
-		}
-		for _, ls := range r.LogonSessions {
-			if !isLate && (openIDs[ls.LogonID] || ls.StartTime.After(st.logonSeenAt)) {
-				// Open, or started after the last complete observation: it
-				// cannot have been stored as ended.
-				continue
-			}
-			logonIDs = append(logonIDs, ls.LogonID)
-			lower(&logonFrom, ls.StartTime)
-		}
-		if r.Host != nil && !r.Host.LastBootTime.IsZero() {
-			lower(&bootFrom, r.Host.LastBootTime)
-		}
-		if isLate {
-			logonIDs = append(logonIDs, r.EndedLogonIDs...)
-			if len(r.EndedLogonIDs) > 0 {
-				lower(&logonFrom, Earliest)
-			}
-			for _, k := range r.EndedServerSessions {
-				computers = append(computers, st.ids.label(k.ComputerName))
-				lower(&serverFrom, Earliest)
-			}
-		}
-		for _, ss := range r.ServerSessions {
-			p := peerKey{st.ids.label(ss.ComputerName), st.ids.label(ss.UserName)}
-			start, known := serverStart(&ss, r.ObservedAt)
-			if !isLate && (matchOpen(st.serverOpen[p], start, known, nil) != nil ||
-				(known && start.After(st.serverSeenAt.Add(ServerStartJitter)))) {
-				continue
-			}
-			computers = append(computers, p.computer)
-			if known {
-				lower(&serverFrom, start.Add(-ServerStartJitter))
-			} else {
-				lower(&serverFrom, Earliest)
-			}
-		}
-	}
-	if len(logonIDs) == 0 && len(computers) == 0 {
+	q := st.closedQuery(reports, st.hwm)
+	if q.empty() {
 		return nil
 	}
-	// A stored start is the session's StartTime, or the observation that
-	// first saw it when StartTime was absent or clamped: never before its
-	// boot (give or take a day for StartTimes stamped during boot).
-	lower(&logonFrom, bootFrom.Add(-24*time.Hour))
 	b := &pgx.Batch{}
-	if len(logonIDs) > 0 {
+	if len(q.logonIDs) > 0 {
 		// end_before > start_time >= $2: the bound prunes the monthly
 		// partitions before $2's month (when the generic plan starts).
 		b.Queue(`SELECT id, boot_time, logon_id, start_time, last_seen, end_before, coalesce(account_id, 0) FROM logon_session
 			WHERE host_id = $1 AND start_time >= $2 AND end_before > $2 AND logon_id = ANY($3) AND end_before < 'infinity'`,
-			st.hostID, logonFrom, logonIDs).
+			st.hostID, q.logonFrom, q.logonIDs).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					r := &logonRow{}
@@ -410,20 +272,15 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 					}
 					r.boot, r.sess.StartTime, r.lastSeen, r.endBefore = r.boot.UTC(), r.sess.StartTime.UTC(), r.lastSeen.UTC(), r.endBefore.UTC()
 					r.storedEnd = r.endBefore
-					k := lk(r.boot, r.sess.LogonID)
-					if old, ok := st.logonClosed[k]; ok && old.endBefore.After(r.endBefore) {
-						continue // keep the latest interval of a key
-					}
-					st.logonClosed[k] = r
-					st.logonRows = append(st.logonRows, r)
+					st.addLogon(r)
 				}
 				return rows.Err()
 			})
 	}
-	if len(computers) > 0 {
+	if len(q.computers) > 0 {
 		b.Queue(`SELECT id, start_time, computer_label, user_label, last_seen, end_before FROM server_session
 			WHERE host_id = $1 AND start_time >= $2 AND end_before > $2 AND computer_label = ANY($3) AND end_before < 'infinity'`,
-			st.hostID, serverFrom, computers).
+			st.hostID, q.serverFrom, q.computers).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					r := &serverRow{}
@@ -432,8 +289,7 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 					}
 					r.start, r.lastSeen, r.endBefore = r.start.UTC(), r.lastSeen.UTC(), r.endBefore.UTC()
 					r.storedEnd = r.endBefore
-					st.serverClosed[r.peer] = append(st.serverClosed[r.peer], r)
-					st.serverRows = append(st.serverRows, r)
+					st.addServer(r)
 				}
 				return rows.Err()
 			})
@@ -442,350 +298,6 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 		return fmt.Errorf("read closed sessions the reports mention: %w", err)
 	}
 	return nil
-}
-
-// serverStart is the start of a server session observed at obs: obs minus
-// ActiveTime, and whether ActiveTime was known.
-func serverStart(ss *ServerSession, obs time.Time) (time.Time, bool) {
-	if ss.ActiveTime == nil {
-		return obs, false
-	}
-	return obs.Add(-time.Duration(*ss.ActiveTime) * time.Second), true
-}
-
-func absDur(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
-}
-
-// matchOpen finds among rows the interval a server session starting at start
-// belongs to: the start within ServerStartJitter, or any row when the start
-// is not known. Rows in taken are skipped.
-func matchOpen(rows []*serverRow, start time.Time, known bool, taken map[*serverRow]bool) *serverRow {
-	var best *serverRow
-	for _, r := range rows {
-		if taken[r] {
-			continue
-		}
-		d := absDur(r.start.Sub(start))
-		if known && d > ServerStartJitter {
-			continue
-		}
-		if best == nil || d < absDur(best.start.Sub(start)) {
-			best = r
-		}
-	}
-	return best
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// closeBounds returns (last_seen, end_before) for an interval that started at
-// start, was last seen (as far as the host's state says) at seen, and was
-// gone at end: end_before is always after last_seen.
-func closeBounds(start, seen, end time.Time) (time.Time, time.Time) {
-	last := maxTime(seen, start)
-	if !end.After(last) {
-		end = last.Add(time.Microsecond)
-	}
-	return last, end
-}
-
-func (st *ingestState) closeLogon(r *logonRow, end time.Time) {
-	r.lastSeen, r.endBefore = closeBounds(r.sess.StartTime, st.logonSeenAt, end)
-	r.dirty = true
-	k := lk(r.boot, r.sess.LogonID)
-	delete(st.logonOpen, k)
-	st.logonClosed[k] = r
-}
-
-func (st *ingestState) closeServer(r *serverRow, end time.Time) {
-	r.lastSeen, r.endBefore = closeBounds(r.start, st.serverSeenAt, end)
-	r.dirty = true
-	st.serverOpen[r.peer] = slices.DeleteFunc(st.serverOpen[r.peer], func(x *serverRow) bool { return x == r })
-	st.serverClosed[r.peer] = append(st.serverClosed[r.peer], r)
-}
-
-func (st *ingestState) currentBoot() time.Time {
-	if st.boot.IsZero() {
-		return unknownBoot
-	}
-	return st.boot
-}
-
-// applyFacts records the host's facts and handles a boot change: every open
-// session of the old boot ends, before the new boot when that bound is
-// tighter than the observation.
-func (st *ingestState) applyFacts(h *Host, obs time.Time) {
-	f := *h
-	newBoot := f.LastBootTime
-	f.LastBootTime = time.Time{}
-	old := st.facts
-	old.LastBootTime, old.MachineGUID = time.Time{}, f.MachineGUID
-	if f != old {
-		st.facts, st.factsChanged = f, true
-	}
-	if newBoot.IsZero() {
-		return
-	}
-	cur := st.currentBoot()
-	switch {
-	case cur.Equal(unknownBoot):
-		// The boot becomes known: the open sessions stored under "unknown"
-		// belong to it.
-		for k, r := range st.logonOpen {
-			delete(st.logonOpen, k)
-			r.boot, r.dirty = newBoot, true
-			st.logonOpen[lk(newBoot, r.sess.LogonID)] = r
-		}
-		st.boot, st.factsChanged = newBoot, true
-	case absDur(newBoot.Sub(cur)) > BootJitter:
-		for _, r := range st.logonOpen {
-			last := maxTime(st.logonSeenAt, r.sess.StartTime)
-			end := obs
-			if newBoot.After(last) && !newBoot.After(obs) {
-				end = newBoot
-			}
-			st.closeLogon(r, end)
-		}
-		for _, rows := range st.serverOpen {
-			for _, r := range slices.Clone(rows) {
-				last := maxTime(st.serverSeenAt, r.start)
-				end := obs
-				if newBoot.After(last) && !newBoot.After(obs) {
-					end = newBoot
-				}
-				st.closeServer(r, end)
-			}
-		}
-		st.boot, st.factsChanged = newBoot, true
-	}
-}
-
-// upsertLogon makes ls open: it is kept if already open, reopened if it was
-// taken as ended, created otherwise.
-func (st *ingestState) upsertLogon(ls *LogonSession, obs time.Time) *logonRow {
-	boot := st.currentBoot()
-	k := lk(boot, ls.LogonID)
-	acct := st.ids.account(ls.Account)
-	if r, ok := st.logonOpen[k]; ok {
-		if r.accountID == 0 && acct != 0 {
-			r.accountID, r.dirty = acct, true
-		}
-		return r
-	}
-	if r, ok := st.logonClosed[k]; ok {
-		delete(st.logonClosed, k)
-		r.lastSeen, r.endBefore, r.dirty = time.Time{}, time.Time{}, true
-		if r.accountID == 0 && acct != 0 {
-			r.accountID = acct
-		}
-		st.logonOpen[k] = r
-		return r
-	}
-	r := &logonRow{boot: boot, sess: *ls, accountID: acct, authID: st.ids.optLabel(ls.AuthenticationPackage)}
-	if r.sess.StartTime.IsZero() {
-		r.sess.StartTime = obs
-	}
-	st.logonOpen[k] = r
-	st.logonRows = append(st.logonRows, r)
-	return r
-}
-
-// upsertServer finds or creates the open interval of ss. In a Delta, an open
-// interval of the same peer with another start is a session that
-// reconnected: it ends.
-func (st *ingestState) upsertServer(ss *ServerSession, obs time.Time, delta bool, taken map[*serverRow]bool) *serverRow {
-	p := peerKey{st.ids.label(ss.ComputerName), st.ids.label(ss.UserName)}
-	start, known := serverStart(ss, obs)
-	if r := matchOpen(st.serverOpen[p], start, known, taken); r != nil {
-		return r
-	}
-	if known {
-		if r := matchOpen(st.serverClosed[p], start, true, taken); r != nil {
-			st.serverClosed[p] = slices.DeleteFunc(st.serverClosed[p], func(x *serverRow) bool { return x == r })
-			r.lastSeen, r.endBefore, r.dirty = time.Time{}, time.Time{}, true
-			st.serverOpen[p] = append(st.serverOpen[p], r)
-			return r
-		}
-	}
-	if delta {
-		for _, r := range slices.Clone(st.serverOpen[p]) {
-			st.closeServer(r, obs)
-		}
-	}
-	r := &serverRow{start: start, sess: *ss, peer: p,
-		clientID: st.ids.optLabel(ss.ClientType), transport: st.ids.optLabel(ss.TransportName)}
-	st.serverOpen[p] = append(st.serverOpen[p], r)
-	st.serverRows = append(st.serverRows, r)
-	return r
-}
-
-// applyLive applies a report newer than everything applied for the host.
-func (st *ingestState) applyLive(r *Report) {
-	obs := r.ObservedAt
-	if r.Host != nil {
-		st.applyFacts(r.Host, obs)
-	}
-	logonDone := !r.incomplete(ClassLogonSession)
-	serverDone := !r.incomplete(ClassServerSession)
-	if r.Kind == KindHeartbeat {
-		// A heartbeat confirms the state it names, errors included.
-		logonDone = !slices.Contains(st.incomplete, ClassLogonSession)
-		serverDone = !slices.Contains(st.incomplete, ClassServerSession)
-	}
-	switch r.Kind {
-	case KindFull:
-		seen := make(map[*logonRow]bool, len(r.LogonSessions))
-		for i := range r.LogonSessions {
-			seen[st.upsertLogon(&r.LogonSessions[i], obs)] = true
-		}
-		if logonDone {
-			for _, row := range st.logonOpen {
-				if !seen[row] {
-					st.closeLogon(row, obs)
-				}
-			}
-		}
-		taken := make(map[*serverRow]bool, len(r.ServerSessions))
-		for i := range r.ServerSessions {
-			taken[st.upsertServer(&r.ServerSessions[i], obs, false, taken)] = true
-		}
-		if serverDone {
-			for _, rows := range st.serverOpen {
-				for _, row := range slices.Clone(rows) {
-					if !taken[row] {
-						st.closeServer(row, obs)
-					}
-				}
-			}
-		}
-	case KindDelta:
-		for i := range r.LogonSessions {
-			st.upsertLogon(&r.LogonSessions[i], obs)
-		}
-		for _, id := range r.EndedLogonIDs {
-			if row, ok := st.logonOpen[lk(st.currentBoot(), id)]; ok {
-				st.closeLogon(row, obs)
-			}
-		}
-		taken := make(map[*serverRow]bool, len(r.ServerSessions))
-		for i := range r.ServerSessions {
-			taken[st.upsertServer(&r.ServerSessions[i], obs, true, taken)] = true
-		}
-		for _, k := range r.EndedServerSessions {
-			p := peerKey{st.ids.label(k.ComputerName), st.ids.label(k.UserName)}
-			for _, row := range slices.Clone(st.serverOpen[p]) {
-				st.closeServer(row, obs)
-			}
-		}
-	}
-	if logonDone {
-		st.logonSeenAt = obs
-	}
-	if serverDone {
-		st.serverSeenAt = obs
-	}
-	st.lastSeen = obs
-}
-
-// applyLate applies a report not newer than the host's newest observation. It
-// only adds what does not conflict with newer knowledge: a session that was
-// never stored becomes a closed interval ending before the host's next
-// complete observation, and a closed interval's end bounds are tightened.
-// Open intervals, the host's facts, boot and last-seen times are left alone.
-func (st *ingestState) applyLate(r *Report) {
-	obs := r.ObservedAt
-	boot := st.currentBoot()
-	switch {
-	case r.Host != nil && !r.Host.LastBootTime.IsZero():
-		if absDur(r.Host.LastBootTime.Sub(boot)) > BootJitter {
-			boot = r.Host.LastBootTime
-		}
-	case obs.Before(boot):
-		boot = time.Time{} // from an earlier boot we cannot name
-	}
-	// The next knowledge the store has after obs.
-	nextLogon, nextServer := st.logonSeenAt, st.serverSeenAt
-	if st.boot.After(obs) {
-		if st.boot.Before(nextLogon) {
-			nextLogon = st.boot
-		}
-		if st.boot.Before(nextServer) {
-			nextServer = st.boot
-		}
-	}
-	if !boot.IsZero() {
-		for i := range r.LogonSessions {
-			ls := &r.LogonSessions[i]
-			k := lk(boot, ls.LogonID)
-			if _, ok := st.logonOpen[k]; ok {
-				continue
-			}
-			if row, ok := st.logonClosed[k]; ok {
-				if row.lastSeen.Before(obs) && obs.Before(row.endBefore) {
-					row.lastSeen, row.dirty = obs, true
-				}
-				continue
-			}
-			if !nextLogon.After(obs) {
-				continue // nothing newer to bound its end
-			}
-			row := &logonRow{boot: boot, sess: *ls, accountID: st.ids.account(ls.Account),
-				authID: st.ids.optLabel(ls.AuthenticationPackage)}
-			if row.sess.StartTime.IsZero() {
-				row.sess.StartTime = obs
-			}
-			row.lastSeen, row.endBefore = closeBounds(row.sess.StartTime, obs, nextLogon)
-			st.logonClosed[k] = row
-			st.logonRows = append(st.logonRows, row)
-		}
-		for _, id := range r.EndedLogonIDs {
-			if row, ok := st.logonClosed[lk(boot, id)]; ok && row.lastSeen.Before(obs) && obs.Before(row.endBefore) {
-				row.endBefore, row.dirty = obs, true
-			}
-		}
-	}
-	for i := range r.ServerSessions {
-		ss := &r.ServerSessions[i]
-		p := peerKey{st.ids.label(ss.ComputerName), st.ids.label(ss.UserName)}
-		start, known := serverStart(ss, obs)
-		if !known {
-			continue // cannot be placed in time
-		}
-		if matchOpen(st.serverOpen[p], start, true, nil) != nil {
-			continue
-		}
-		if row := matchOpen(st.serverClosed[p], start, true, nil); row != nil {
-			if row.lastSeen.Before(obs) && obs.Before(row.endBefore) {
-				row.lastSeen, row.dirty = obs, true
-			}
-			continue
-		}
-		if !nextServer.After(obs) {
-			continue
-		}
-		row := &serverRow{start: start, sess: *ss, peer: p,
-			clientID: st.ids.optLabel(ss.ClientType), transport: st.ids.optLabel(ss.TransportName)}
-		row.lastSeen, row.endBefore = closeBounds(start, obs, nextServer)
-		st.serverClosed[p] = append(st.serverClosed[p], row)
-		st.serverRows = append(st.serverRows, row)
-	}
-	for _, k := range r.EndedServerSessions {
-		p := peerKey{st.ids.label(k.ComputerName), st.ids.label(k.UserName)}
-		for _, row := range st.serverClosed[p] {
-			if row.lastSeen.Before(obs) && obs.Before(row.endBefore) && !row.start.After(obs) {
-				row.endBefore, row.dirty = obs, true
-			}
-		}
-	}
 }
 
 var infinity = pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
@@ -826,92 +338,91 @@ func int8Opt(v *uint32) *int64 {
 	return &x
 }
 
-// flush writes the call's net changes in one pipeline ending with COMMIT:
-// new intervals by INSERT ... SELECT FROM unnest (sorted by key), changed
-// ones by one UPDATE per table (sorted by id), the host, agent and notes.
+// flush writes the rules' decisions (hostIntervals.changes) and the host's
+// and agent's new state in one pipeline ending with COMMIT: new intervals by
+// INSERT ... SELECT FROM unnest (sorted by key), changed ones by one UPDATE
+// per table and partition kind (sorted by id), the host, agent and notes.
 func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, now time.Time, notes []Note) error {
-	var newLogon, updLogon []*logonRow
-	for _, r := range st.logonRows {
-		if r.id == 0 {
-			newLogon = append(newLogon, r)
-		} else if r.dirty {
-			updLogon = append(updLogon, r)
-		}
-	}
-	var newServer, updServer []*serverRow
-	for _, r := range st.serverRows {
-		if r.id == 0 {
-			newServer = append(newServer, r)
-		} else if r.dirty {
-			updServer = append(updServer, r)
-		}
-	}
+	c := st.changes()
 	b := &pgx.Batch{}
-	if n := len(newLogon); n > 0 {
-		slices.SortFunc(newLogon, func(a, b *logonRow) int {
-			if c := a.boot.Compare(b.boot); c != 0 {
-				return c
-			}
-			return strings.Compare(a.sess.LogonID, b.sess.LogonID)
-		})
-		boots, starts, lasts, ends, installs := make([]time.Time, n), make([]time.Time, n),
-			make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
-		types, accts, auths := make([]*int64, n), make([]*int32, n), make([]*int32, n)
-		ids, captions, descs, names, statuses := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-		for i, r := range newLogon {
-			boots[i], starts[i], lasts[i], ends[i], installs[i] = r.boot, r.sess.StartTime, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
-			types[i], accts[i], auths[i] = int8Opt(r.sess.LogonType), int4Opt(r.accountID), int4Opt(r.authID)
-			ids[i], captions[i], descs[i], names[i], statuses[i] = r.sess.LogonID, textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
-		}
-		b.Queue(`INSERT INTO logon_session (boot_time, start_time, last_seen, end_before, install_date, logon_type,
-				host_id, account_id, auth_package_id, logon_id, caption, description, name, status)
-			SELECT u.boot_time, u.start_time, u.last_seen, u.end_before, u.install_date, u.logon_type,
-				$1, u.account_id, u.auth_package_id, u.logon_id, u.caption, u.description, u.name, u.status
-			FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-				$7::bigint[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
-				AS u(boot_time, start_time, last_seen, end_before, install_date, logon_type, account_id, auth_package_id,
-				     logon_id, caption, description, name, status)`,
-			st.hostID, boots, starts, lasts, ends, installs, types, accts, auths, ids, captions, descs, names, statuses)
-	}
-	if n := len(newServer); n > 0 {
-		slices.SortFunc(newServer, func(a, b *serverRow) int {
-			if c := a.start.Compare(b.start); c != 0 {
-				return c
-			}
-			if a.peer.computer != b.peer.computer {
-				return int(a.peer.computer - b.peer.computer)
-			}
-			return int(a.peer.user - b.peer.user)
-		})
-		starts, lasts, ends, installs := make([]time.Time, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
-		types, computers, users, clients, transports := make([]*int64, n), make([]int32, n), make([]int32, n), make([]*int32, n), make([]*int32, n)
-		captions, descs, names, statuses := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-		for i, r := range newServer {
-			starts[i], lasts[i], ends[i], installs[i] = r.start, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
-			types[i], computers[i], users[i], clients[i], transports[i] = int8Opt(r.sess.SessionType), r.peer.computer, r.peer.user, int4Opt(r.clientID), int4Opt(r.transport)
-			captions[i], descs[i], names[i], statuses[i] = textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
-		}
-		b.Queue(`INSERT INTO server_session (start_time, last_seen, end_before, install_date, session_type, host_id,
-				computer_label, user_label, client_type_label, transport_label, caption, description, name, status)
-			SELECT u.start_time, u.last_seen, u.end_before, u.install_date, u.session_type, $1,
-				u.computer_label, u.user_label, u.client_type_label, u.transport_label, u.caption, u.description, u.name, u.status
-			FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
-				$7::int[], $8::int[], $9::int[], $10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
-				AS u(start_time, last_seen, end_before, install_date, session_type, computer_label, user_label,
-				     client_type_label, transport_label, caption, description, name, status)`,
-			st.hostID, starts, lasts, ends, installs, types, computers, users, clients, transports, captions, descs, names, statuses)
-	}
+	queueLogonInserts(b, st.hostID, c.newLogon)
+	queueServerInserts(b, st.hostID, c.newServer)
 	// Updates are split by where the row is stored: the rows still in _open
 	// (stored end 'infinity', the common case: a session ends) are updated
 	// with that end as a constant, so that the planner prunes every other
 	// partition (a generic plan over a join key would lock and open every
 	// partition of the table and probe each at run time).
-	openLogon, closedLogon := splitStored(updLogon, func(r *logonRow) bool { return r.storedEnd.IsZero() })
+	openLogon, closedLogon := splitStored(c.updLogon, func(r *logonRow) bool { return r.storedEnd.IsZero() })
 	queueLogonUpdates(b, st.hostID, openLogon, "'infinity'")
 	queueLogonUpdates(b, st.hostID, closedLogon, "u.stored_end")
-	openServer, closedServer := splitStored(updServer, func(r *serverRow) bool { return r.storedEnd.IsZero() })
+	openServer, closedServer := splitStored(c.updServer, func(r *serverRow) bool { return r.storedEnd.IsZero() })
 	queueServerUpdates(b, st.hostID, openServer, "'infinity'")
 	queueServerUpdates(b, st.hostID, closedServer, "u.stored_end")
+	if err := st.queueHostAndAgent(b, agentID); err != nil {
+		return err
+	}
+	queueNotes(b, now, st.hostID, agentID, notes)
+	b.Queue("COMMIT")
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write sessions, host and agent, and commit: %w", err)
+	}
+	return nil
+}
+
+// queueLogonInserts queues one INSERT of the new logon intervals.
+func queueLogonInserts(b *pgx.Batch, hostID int32, rows []*logonRow) {
+	n := len(rows)
+	if n == 0 {
+		return
+	}
+	boots, starts, lasts, ends, installs := make([]time.Time, n), make([]time.Time, n),
+		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+	types, accts, auths := make([]*int64, n), make([]*int32, n), make([]*int32, n)
+	ids, captions, descs, names, statuses := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	for i, r := range rows {
+		boots[i], starts[i], lasts[i], ends[i], installs[i] = r.boot, r.sess.StartTime, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
+		types[i], accts[i], auths[i] = int8Opt(r.sess.LogonType), int4Opt(r.accountID), int4Opt(r.authID)
+		ids[i], captions[i], descs[i], names[i], statuses[i] = r.sess.LogonID, textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
+	}
+	b.Queue(`INSERT INTO logon_session (boot_time, start_time, last_seen, end_before, install_date, logon_type,
+			host_id, account_id, auth_package_id, logon_id, caption, description, name, status)
+		SELECT u.boot_time, u.start_time, u.last_seen, u.end_before, u.install_date, u.logon_type,
+			$1, u.account_id, u.auth_package_id, u.logon_id, u.caption, u.description, u.name, u.status
+		FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
+			$7::bigint[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+			AS u(boot_time, start_time, last_seen, end_before, install_date, logon_type, account_id, auth_package_id,
+			     logon_id, caption, description, name, status)`,
+		hostID, boots, starts, lasts, ends, installs, types, accts, auths, ids, captions, descs, names, statuses)
+}
+
+// queueServerInserts queues one INSERT of the new server intervals.
+func queueServerInserts(b *pgx.Batch, hostID int32, rows []*serverRow) {
+	n := len(rows)
+	if n == 0 {
+		return
+	}
+	starts, lasts, ends, installs := make([]time.Time, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+	types, computers, users, clients, transports := make([]*int64, n), make([]int32, n), make([]int32, n), make([]*int32, n), make([]*int32, n)
+	captions, descs, names, statuses := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	for i, r := range rows {
+		starts[i], lasts[i], ends[i], installs[i] = r.start, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
+		types[i], computers[i], users[i], clients[i], transports[i] = int8Opt(r.sess.SessionType), r.peer.computer, r.peer.user, int4Opt(r.clientID), int4Opt(r.transport)
+		captions[i], descs[i], names[i], statuses[i] = textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
+	}
+	b.Queue(`INSERT INTO server_session (start_time, last_seen, end_before, install_date, session_type, host_id,
+			computer_label, user_label, client_type_label, transport_label, caption, description, name, status)
+		SELECT u.start_time, u.last_seen, u.end_before, u.install_date, u.session_type, $1,
+			u.computer_label, u.user_label, u.client_type_label, u.transport_label, u.caption, u.description, u.name, u.status
+		FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
+			$7::int[], $8::int[], $9::int[], $10::int[], $11::text[], $12::text[], $13::text[], $14::text[])
+			AS u(start_time, last_seen, end_before, install_date, session_type, computer_label, user_label,
+			     client_type_label, transport_label, caption, description, name, status)`,
+		hostID, starts, lasts, ends, installs, types, computers, users, clients, transports, captions, descs, names, statuses)
+}
+
+// queueHostAndAgent queues the updates of the host's facts and times and of
+// the agent's high-water mark and state.
+func (st *ingestState) queueHostAndAgent(b *pgx.Batch, agentID string) error {
 	if st.factsChanged {
 		f := st.facts
 		b.Queue(`UPDATE host SET hostname = $2, domain = $3, os_caption = $4, os_version = $5, os_build = $6,
@@ -921,27 +432,28 @@ func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, 
 	b.Queue(`UPDATE host SET last_seen = $2, logon_seen_at = $3, server_seen_at = $4, agent_id = $5 WHERE host_id = $1`,
 		st.hostID, tsOpt(st.lastSeen), tsOpt(st.logonSeenAt), tsOpt(st.serverSeenAt), agentID)
 	if st.hwm > math.MaxInt64 {
-		return errors.New("high-water mark overflows bigint")
+		return fmt.Errorf("agent %q: high-water mark %d does not fit in applied_sequence (bigint)", agentID, st.hwm)
 	}
 	if st.incomplete == nil {
 		st.incomplete = []string{}
 	}
 	b.Queue(`UPDATE agent SET applied_sequence = greatest(applied_sequence, $2), state_sequence = $3,
 		incomplete_classes = $4 WHERE agent_id = $1`, agentID, int64(st.hwm), int64(st.stateSeq), st.incomplete)
-	if len(notes) > 0 {
-		seqs, fields, changes := make([]int64, len(notes)), make([]string, len(notes)), make([]string, len(notes))
-		for i, n := range notes {
-			seqs[i], fields[i], changes[i] = int64(n.Sequence), n.Field, n.Change
-		}
-		b.Queue(`INSERT INTO ingest_note (recorded_at, host_id, agent_id, sequence, field, note)
-			SELECT $1, $2, $3, * FROM unnest($4::bigint[], $5::text[], $6::text[])`,
-			now, st.hostID, agentID, seqs, fields, changes)
-	}
-	b.Queue("COMMIT")
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("write sessions, host and agent, and commit: %w", err)
-	}
 	return nil
+}
+
+// queueNotes queues the insert of the sanitizer's notes.
+func queueNotes(b *pgx.Batch, now time.Time, hostID int32, agentID string, notes []Note) {
+	if len(notes) == 0 {
+		return
+	}
+	seqs, fields, changes := make([]int64, len(notes)), make([]string, len(notes)), make([]string, len(notes))
+	for i, n := range notes {
+		seqs[i], fields[i], changes[i] = int64(n.Sequence), n.Field, n.Change
+	}
+	b.Queue(`INSERT INTO ingest_note (recorded_at, host_id, agent_id, sequence, field, note)
+		SELECT $1, $2, $3, * FROM unnest($4::bigint[], $5::text[], $6::text[])`,
+		now, hostID, agentID, seqs, fields, changes)
 }
 
 // splitStored splits rows into those for which open is true and the others.
@@ -956,15 +468,15 @@ func splitStored[T any](rows []T, open func(T) bool) (yes, no []T) {
 	return yes, no
 }
 
-// queueLogonUpdates queues one UPDATE of the given stored logon rows; stored
-// is the SQL expression of their stored end_before ('infinity' for rows in
-// _open, so that the other partitions are pruned when planning).
+// queueLogonUpdates queues one UPDATE of the given stored logon rows (sorted
+// by id, as hostIntervals.changes returns them); stored is the SQL
+// expression of their stored end_before ('infinity' for rows in _open, so
+// that the other partitions are pruned when planning).
 func queueLogonUpdates(b *pgx.Batch, hostID int32, rows []*logonRow, stored string) {
 	n := len(rows)
 	if n == 0 {
 		return
 	}
-	slices.SortFunc(rows, func(a, b *logonRow) int { return int(a.id - b.id) })
 	ids, starts, storeds, lasts, ends, boots := make([]int64, n), make([]time.Time, n), make([]pgtype.Timestamptz, n),
 		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]time.Time, n)
 	accts := make([]int32, n)
@@ -989,7 +501,6 @@ func queueServerUpdates(b *pgx.Batch, hostID int32, rows []*serverRow, stored st
 	if n == 0 {
 		return
 	}
-	slices.SortFunc(rows, func(a, b *serverRow) int { return int(a.id - b.id) })
 	ids, starts, storeds, lasts, ends := make([]int64, n), make([]time.Time, n), make([]pgtype.Timestamptz, n),
 		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
 	for i, r := range rows {

@@ -65,7 +65,7 @@ func TestUnchangedSnapshotWritesNoSessionRows(t *testing.T) {
 		ss := []ServerSession{server("10.0.0.5", "alice", 600+uint32(i*60))}
 		mustIngest(t, s, "agent-1", full(uint64(i), obs, boot1, ls, ss))
 	}
-	mustIngest(t, s, "agent-1", Report{Sequence: 6, Kind: KindHeartbeat, BaseSequence: 5, ObservedAt: at(6 * time.Minute)})
+	mustIngest(t, s, "agent-1", Report{Sequence: 6, Kind: KindHeartbeat, BaseSequence: 5, TakenAt: at(6 * time.Minute)})
 	if after := physical(t, s); after != before {
 		t.Errorf("session rows were rewritten:\nbefore %s\nafter  %s", before, after)
 	}
@@ -171,7 +171,7 @@ func TestCollectionErrorKeepsSessionsOpen(t *testing.T) {
 	}
 	// A heartbeat confirms that state, its errors included: the incomplete
 	// classes' last seen still does not advance.
-	mustIngest(t, s, "agent-1", Report{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, ObservedAt: at(90 * time.Second)})
+	mustIngest(t, s, "agent-1", Report{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, TakenAt: at(90 * time.Second)})
 	if h := hostState(t, s); !h.LogonSeen.Equal(at(0)) || !h.ServerSeen.Equal(at(0)) || !h.LastSeen.Equal(at(90*time.Second)) {
 		t.Errorf("host times after heartbeat = %+v", h)
 	}
@@ -192,14 +192,14 @@ func TestDeltaHeartbeatAndResync(t *testing.T) {
 	b := logon("1002", at(30*time.Second), "CONTOSO", "bob")
 	res, err := s.Ingest(context.Background(), "agent-1", guid, []Report{
 		full(1, at(0), boot1, []LogonSession{a}, []ServerSession{server("PC7", "bob", 100)}),
-		{Sequence: 2, Kind: KindDelta, BaseSequence: 1, ObservedAt: at(time.Minute),
+		{Sequence: 2, Kind: KindDelta, BaseSequence: 1, TakenAt: at(time.Minute),
 			LogonSessions: []LogonSession{b}, EndedServerSessions: []ServerSessionKey{{ComputerName: "PC7", UserName: "bob"}}},
-		{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, ObservedAt: at(2 * time.Minute)},
+		{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, TakenAt: at(2 * time.Minute)},
 		// Heartbeats do not count as a base (they may be coalesced): the
 		// next delta names report 2.
-		{Sequence: 4, Kind: KindDelta, BaseSequence: 2, ObservedAt: at(3 * time.Minute), EndedLogonIDs: []string{"1001"}},
-		{Sequence: 6, Kind: KindDelta, BaseSequence: 5, ObservedAt: at(4 * time.Minute), EndedLogonIDs: []string{"1002"}},
-		{Sequence: 7, Kind: KindHeartbeat, BaseSequence: 6, ObservedAt: at(5 * time.Minute)},
+		{Sequence: 4, Kind: KindDelta, BaseSequence: 2, TakenAt: at(3 * time.Minute), EndedLogonIDs: []string{"1001"}},
+		{Sequence: 6, Kind: KindDelta, BaseSequence: 5, TakenAt: at(4 * time.Minute), EndedLogonIDs: []string{"1002"}},
+		{Sequence: 7, Kind: KindHeartbeat, BaseSequence: 6, TakenAt: at(5 * time.Minute)},
 	})
 	var re *ResyncError
 	if !errors.Is(err, ErrResyncRequired) || !errors.As(err, &re) || re.Sequence != 6 || re.Stored != 4 {
@@ -209,7 +209,7 @@ func TestDeltaHeartbeatAndResync(t *testing.T) {
 		t.Fatalf("Applied = %v, Acknowledged = %d; want [1 2 3 4], 4", res.Applied, res.Acknowledged)
 	}
 	// A heartbeat naming a heartbeat is refused.
-	_, err = s.Ingest(context.Background(), "agent-1", guid, []Report{{Sequence: 5, Kind: KindHeartbeat, BaseSequence: 3, ObservedAt: at(4 * time.Minute)}})
+	_, err = s.Ingest(context.Background(), "agent-1", guid, []Report{{Sequence: 5, Kind: KindHeartbeat, BaseSequence: 3, TakenAt: at(4 * time.Minute)}})
 	if !errors.Is(err, ErrResyncRequired) {
 		t.Fatalf("heartbeat based on a heartbeat: err = %v, want ErrResyncRequired", err)
 	}
@@ -221,7 +221,7 @@ func TestDeltaHeartbeatAndResync(t *testing.T) {
 		{Key: "PC7/bob", Start: at(-100 * time.Second), LastSeen: at(0), EndBefore: at(time.Minute)},
 	})
 	// A delta for a brand-new agent has nothing to apply to.
-	_, err = s.Ingest(context.Background(), "agent-new", guid, []Report{{Sequence: 2, Kind: KindDelta, BaseSequence: 1, ObservedAt: at(6 * time.Minute)}})
+	_, err = s.Ingest(context.Background(), "agent-new", guid, []Report{{Sequence: 2, Kind: KindDelta, BaseSequence: 1, TakenAt: at(6 * time.Minute)}})
 	if !errors.Is(err, ErrResyncRequired) {
 		t.Fatalf("delta of an unknown agent: err = %v, want ErrResyncRequired", err)
 	}
@@ -236,7 +236,7 @@ func TestDeltaHeartbeatAndResync(t *testing.T) {
 func TestDeltaServerReconnect(t *testing.T) {
 	s, _ := newTestStore(t)
 	mustIngest(t, s, "agent-1", full(1, at(0), boot1, nil, []ServerSession{server("PC7", "bob", 100)}),
-		Report{Sequence: 2, Kind: KindDelta, BaseSequence: 1, ObservedAt: at(time.Minute), ServerSessions: []ServerSession{server("PC7", "bob", 10)}})
+		Report{Sequence: 2, Kind: KindDelta, BaseSequence: 1, TakenAt: at(time.Minute), ServerSessions: []ServerSession{server("PC7", "bob", 10)}})
 	assertRows(t, "server sessions", serverRows(t, s), []row{
 		{Key: "PC7/bob", Start: at(-100 * time.Second), LastSeen: at(0), EndBefore: at(time.Minute)},
 		{Key: "PC7/bob", Start: at(50 * time.Second)},
@@ -249,7 +249,7 @@ func TestDuplicateBatchChangesNothing(t *testing.T) {
 	batch := []Report{
 		full(1, at(0), boot1, []LogonSession{logon("1001", at(-time.Hour), "CONTOSO", "alice")}, []ServerSession{server("PC7", "bob", 100)}),
 		full(2, at(time.Minute), boot1, []LogonSession{logon("1002", at(30*time.Second), "CONTOSO", "bob")}, nil),
-		{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, ObservedAt: at(2 * time.Minute)},
+		{Sequence: 3, Kind: KindHeartbeat, BaseSequence: 2, TakenAt: at(2 * time.Minute)},
 	}
 	mustIngest(t, s, "agent-1", batch...)
 	before, host := physical(t, s), hostState(t, s)
@@ -366,7 +366,7 @@ func TestLateReportDoesNotCorruptIntervals(t *testing.T) {
 	// must not close bob, and a delta removing carol tightens only history.
 	mustIngest(t, s, "agent-A",
 		full(3, at(3*time.Minute+30*time.Second), boot1, nil, nil),
-		Report{Sequence: 4, Kind: KindDelta, BaseSequence: 3, ObservedAt: at(3*time.Minute + 40*time.Second), EndedLogonIDs: []string{"1003", "1002"}})
+		Report{Sequence: 4, Kind: KindDelta, BaseSequence: 3, TakenAt: at(3*time.Minute + 40*time.Second), EndedLogonIDs: []string{"1003", "1002"}})
 	got := logonRows(t, s)
 	for _, r := range got {
 		if strings.HasSuffix(r.Key, "/1002") && !r.EndBefore.IsZero() {

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
+
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -46,11 +50,11 @@ type WhoWasOnQuery struct {
 type TimelineQuery struct {
 	// Account is "DOMAIN\name", case-insensitive.
 	Account string
-	// From and To bound the range [From, To): a session is returned when its
-	// interval (up to EndBefore) overlaps it.
-	From, To time.Time
-	PageSize int
-	Cursor   string
+	// StartTime and EndTime bound the range [StartTime, EndTime): a session
+	// is returned when its interval (up to EndBefore) overlaps it.
+	StartTime, EndTime time.Time
+	PageSize           int
+	Cursor             string
 }
 
 // ServerSessionQuery asks for server sessions across the fleet, by source
@@ -61,10 +65,10 @@ type ServerSessionQuery struct {
 	// UserName is the remote user (case-insensitive).
 	UserName string
 	// ToHost is the host the sessions were held to (name or machine GUID).
-	ToHost   string
-	From, To time.Time
-	PageSize int
-	Cursor   string
+	ToHost             string
+	StartTime, EndTime time.Time
+	PageSize           int
+	Cursor             string
 }
 
 // OpenSessionsQuery asks for the logon sessions open now, fleet-wide. Empty
@@ -93,11 +97,11 @@ type LogonSessionsQuery struct {
 	LogonTypes []uint32
 	// AuthenticationPackage keeps only this package (case-insensitive).
 	AuthenticationPackage string
-	// From and To bound the range [From, To): a session is returned when its
-	// interval (up to EndBefore) overlaps it. Both are required.
-	From, To time.Time
-	PageSize int
-	Cursor   string
+	// StartTime and EndTime bound the range [StartTime, EndTime): a session
+	// is returned when its interval (up to EndBefore) overlaps it. Both are required.
+	StartTime, EndTime time.Time
+	PageSize           int
+	Cursor             string
 }
 
 // HostsQuery lists hosts, ordered by machine GUID.
@@ -116,23 +120,23 @@ func invalid(field, format string, args ...any) error {
 func pageSize(n int) (int, error) {
 	switch {
 	case n == 0:
-		return DefaultPageSize, nil
-	case n < 0 || n > MaxPageSize:
-		return 0, invalid("PageSize", "%d is outside 0..%d", n, MaxPageSize)
+		return limits.DefaultPageSize, nil
+	case n < 0 || n > limits.MaxPageSize:
+		return 0, invalid("PageSize", "%d is outside 0..%d", n, limits.MaxPageSize)
 	}
 	return n, nil
 }
 
-func checkRange(from, to time.Time) error {
+func checkRange(start, end time.Time) error {
 	switch {
-	case from.IsZero():
-		return invalid("From", "required")
-	case to.IsZero():
-		return invalid("To", "required")
-	case !to.After(from):
-		return invalid("To", "%s is not after From %s", to.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
-	case to.Sub(from) > MaxQuerySpan:
-		return invalid("To", "the range %s..%s is longer than %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), MaxQuerySpan)
+	case start.IsZero():
+		return invalid("StartTime", "required")
+	case end.IsZero():
+		return invalid("EndTime", "required")
+	case !end.After(start):
+		return invalid("EndTime", "%s is not after StartTime %s", end.UTC().Format(time.RFC3339), start.UTC().Format(time.RFC3339))
+	case end.Sub(start) > limits.MaxQuerySpan:
+		return invalid("EndTime", "the range %s..%s is longer than %s", start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), limits.MaxQuerySpan)
 	}
 	return nil
 }
@@ -202,14 +206,15 @@ func splitAccount(field, s string) (string, string, error) {
 	return s[:i], s[i+1:], nil
 }
 
-// hostIDs resolves a host selector (machine GUID or name) to host ids.
+// hostIDs resolves a host selector (machine GUID in any spelling
+// identity.NormalizeMachineGUID accepts, or name) to host ids.
 func (s *Store) hostIDs(ctx context.Context, sel string) ([]int32, error) {
 	name, domain, _ := strings.Cut(sel, ".")
 	rows, err := s.pool.Query(ctx, `SELECT host_id FROM host
-		WHERE machine_guid = lower(trim(both '{}' from $1))
+		WHERE machine_guid = $4
 		   OR lower(hostname) = lower($1)
 		   OR ($3 <> '' AND lower(hostname) = lower($2) AND lower(domain) = lower($3))
-		ORDER BY host_id`, sel, name, domain)
+		ORDER BY host_id`, sel, name, domain, identity.NormalizeMachineGUID(sel))
 	if err != nil {
 		return nil, fmt.Errorf("store: find host %q: %w", sel, err)
 	}
@@ -407,16 +412,16 @@ func logonPage(items []LogonInterval, n int) Page[LogonInterval] {
 }
 
 // AccountTimeline returns every logon session of an account, across the
-// fleet, whose interval overlaps [From, To), ordered by start then id.
+// fleet, whose interval overlaps [StartTime, EndTime), ordered by start then id.
 func (s *Store) AccountTimeline(ctx context.Context, q TimelineQuery) (Page[LogonInterval], error) {
 	if q.Account == "" {
 		return Page[LogonInterval]{}, invalid("Account", "required")
 	}
-	return s.LogonSessions(ctx, LogonSessionsQuery{Account: q.Account, From: q.From, To: q.To, PageSize: q.PageSize, Cursor: q.Cursor})
+	return s.LogonSessions(ctx, LogonSessionsQuery{Account: q.Account, StartTime: q.StartTime, EndTime: q.EndTime, PageSize: q.PageSize, Cursor: q.Cursor})
 }
 
 // LogonSessions returns the logon sessions, across the fleet or on one
-// host, whose interval overlaps [From, To), filtered, ordered by start then
+// host, whose interval overlaps [StartTime, EndTime), filtered, ordered by start then
 // id. It answers a host's timeline, an account's timeline and an export.
 func (s *Store) LogonSessions(ctx context.Context, q LogonSessionsQuery) (Page[LogonInterval], error) {
 	var none Page[LogonInterval]
@@ -424,7 +429,7 @@ func (s *Store) LogonSessions(ctx context.Context, q LogonSessionsQuery) (Page[L
 	if err != nil {
 		return none, err
 	}
-	if err := checkRange(q.From, q.To); err != nil {
+	if err := checkRange(q.StartTime, q.EndTime); err != nil {
 		return none, err
 	}
 	c, err := decodeCursor(q.Cursor)
@@ -433,7 +438,7 @@ func (s *Store) LogonSessions(ctx context.Context, q LogonSessionsQuery) (Page[L
 	}
 	ct, cid := c.after(0)
 	where := []string{"s.start_time < $2", "s.end_before > $1", "(s.start_time, s.id) > ($3, $4)"}
-	args := []any{q.From, q.To, ct, cid}
+	args := []any{q.StartTime, q.EndTime, ct, cid}
 	return s.listLogon(ctx, where, args, logonFilter{LogonTypes: q.LogonTypes, AuthenticationPackage: q.AuthenticationPackage,
 		Host: q.Host, Account: q.Account}, n)
 }
@@ -505,14 +510,14 @@ func (s *Store) logonFilters(ctx context.Context, f logonFilter, add func(cond s
 
 // ServerSessions returns the server sessions, across the fleet, opened from
 // a computer and/or by a user and/or to a host, whose interval overlaps
-// [From, To), ordered by start then id.
+// [StartTime, EndTime), ordered by start then id.
 func (s *Store) ServerSessions(ctx context.Context, q ServerSessionQuery) (Page[ServerInterval], error) {
 	var none Page[ServerInterval]
 	n, err := pageSize(q.PageSize)
 	if err != nil {
 		return none, err
 	}
-	if err := checkRange(q.From, q.To); err != nil {
+	if err := checkRange(q.StartTime, q.EndTime); err != nil {
 		return none, err
 	}
 	c, err := decodeCursor(q.Cursor)
@@ -521,7 +526,7 @@ func (s *Store) ServerSessions(ctx context.Context, q ServerSessionQuery) (Page[
 	}
 	where := []string{"s.start_time < $2", "s.end_before > $1", "(s.start_time, s.id) > ($3, $4)"}
 	ct, cid := c.after(1)
-	args := []any{q.From, q.To, ct, cid}
+	args := []any{q.StartTime, q.EndTime, ct, cid}
 	add := func(cond string, ids []int32) {
 		args = append(args, ids)
 		where = append(where, fmt.Sprintf(cond, len(args)))

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -28,7 +30,7 @@ func seedFleet(t *testing.T, s *Store) {
 	ntlm.AuthenticationPackage = "NTLM"
 	ntlm.LogonType = u32(3)
 	if _, err := s.Ingest(ctx, "agent-2", guid2, []Report{
-		{Sequence: 1, Kind: KindFull, ObservedAt: at(30 * time.Minute), Host: &srv,
+		{Sequence: 1, Kind: KindSnapshot, TakenAt: at(30 * time.Minute), Host: &srv,
 			LogonSessions: []LogonSession{ntlm}, ServerSessions: []ServerSession{server("pc7", "ALICE", 60), server("PC9", "bob", 60)}},
 	}); err != nil {
 		t.Fatal(err)
@@ -94,7 +96,7 @@ func TestAccountTimelineAndOpenSessions(t *testing.T) {
 	s, _ := newTestStore(t)
 	seedFleet(t, s)
 	ctx := context.Background()
-	p, err := s.AccountTimeline(ctx, TimelineQuery{Account: `contoso\ALICE`, From: at(-24 * time.Hour), To: at(24 * time.Hour)})
+	p, err := s.AccountTimeline(ctx, TimelineQuery{Account: `contoso\ALICE`, StartTime: at(-24 * time.Hour), EndTime: at(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,22 +108,22 @@ func TestAccountTimelineAndOpenSessions(t *testing.T) {
 		t.Errorf("timeline = %v", got)
 	}
 	// Paging.
-	p1, err := s.AccountTimeline(ctx, TimelineQuery{Account: `CONTOSO\alice`, From: at(-24 * time.Hour), To: at(24 * time.Hour), PageSize: 1})
+	p1, err := s.AccountTimeline(ctx, TimelineQuery{Account: `CONTOSO\alice`, StartTime: at(-24 * time.Hour), EndTime: at(24 * time.Hour), PageSize: 1})
 	if err != nil || len(p1.Items) != 1 || p1.NextCursor == "" {
 		t.Fatalf("page 1 = %+v, %v", p1, err)
 	}
-	p2, err := s.AccountTimeline(ctx, TimelineQuery{Account: `CONTOSO\alice`, From: at(-24 * time.Hour), To: at(24 * time.Hour), PageSize: 1, Cursor: p1.NextCursor})
+	p2, err := s.AccountTimeline(ctx, TimelineQuery{Account: `CONTOSO\alice`, StartTime: at(-24 * time.Hour), EndTime: at(24 * time.Hour), PageSize: 1, Cursor: p1.NextCursor})
 	if err != nil || len(p2.Items) != 1 || p2.Items[0].Session.LogonID != "7" || p2.NextCursor != "" {
 		t.Fatalf("page 2 = %+v, %v", p2, err)
 	}
 	// A range before everything is empty.
-	p, err = s.AccountTimeline(ctx, TimelineQuery{Account: `CONTOSO\bob`, From: at(2 * time.Hour), To: at(3 * time.Hour)})
+	p, err = s.AccountTimeline(ctx, TimelineQuery{Account: `CONTOSO\bob`, StartTime: at(2 * time.Hour), EndTime: at(3 * time.Hour)})
 	if err != nil || len(p.Items) != 0 {
 		t.Errorf("bob after his end: %+v, %v", p.Items, err)
 	}
 
 	day := func(q LogonSessionsQuery) LogonSessionsQuery {
-		q.From, q.To = at(-24*time.Hour), at(24*time.Hour)
+		q.StartTime, q.EndTime = at(-24*time.Hour), at(24*time.Hour)
 		return q
 	}
 	for _, tc := range []struct {
@@ -133,7 +135,7 @@ func TestAccountTimelineAndOpenSessions(t *testing.T) {
 		{day(LogonSessionsQuery{Host: "ws01", Account: `contoso\bob`}), "ws01/1002"},
 		{day(LogonSessionsQuery{LogonTypes: []uint32{3}}), "SRV02/7"},
 		{day(LogonSessionsQuery{AuthenticationPackage: "nosuch"}), ""},
-		{LogonSessionsQuery{From: at(2 * time.Hour), To: at(3 * time.Hour)}, "ws01/1001,SRV02/7"}, // bob had ended
+		{LogonSessionsQuery{StartTime: at(2 * time.Hour), EndTime: at(3 * time.Hour)}, "ws01/1001,SRV02/7"}, // bob had ended
 	} {
 		p, err := s.LogonSessions(ctx, tc.q)
 		if err != nil {
@@ -182,7 +184,7 @@ func TestServerSessionsAndHosts(t *testing.T) {
 	ctx := context.Background()
 	r := func(q ServerSessionQuery) string {
 		t.Helper()
-		q.From, q.To = at(-24*time.Hour), at(24*time.Hour)
+		q.StartTime, q.EndTime = at(-24*time.Hour), at(24*time.Hour)
 		p, err := s.ServerSessions(ctx, q)
 		if err != nil {
 			t.Fatal(err)
@@ -246,27 +248,27 @@ func TestQueryParameterErrors(t *testing.T) {
 		field string
 	}{
 		{"timeline without From", func() error {
-			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, To: at(0)})
+			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, EndTime: at(0)})
 			return err
-		}, "From"},
+		}, "StartTime"},
 		{"timeline without To", func() error {
-			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, From: at(0)})
+			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, StartTime: at(0)})
 			return err
-		}, "To"},
+		}, "EndTime"},
 		{"inverted range", func() error {
-			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, From: at(time.Hour), To: at(0)})
+			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, StartTime: at(time.Hour), EndTime: at(0)})
 			return err
-		}, "To"},
+		}, "EndTime"},
 		{"range too long", func() error {
-			_, err := s.ServerSessions(ctx, ServerSessionQuery{UserName: "u", From: at(0), To: at(MaxQuerySpan + time.Hour)})
+			_, err := s.ServerSessions(ctx, ServerSessionQuery{UserName: "u", StartTime: at(0), EndTime: at(limits.MaxQuerySpan + time.Hour)})
 			return err
-		}, "To"},
+		}, "EndTime"},
 		{"account without domain", func() error {
-			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: "alice", From: at(0), To: at(time.Hour)})
+			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: "alice", StartTime: at(0), EndTime: at(time.Hour)})
 			return err
 		}, "Account"},
 		{"page too large", func() error {
-			_, err := s.OpenSessions(ctx, OpenSessionsQuery{PageSize: MaxPageSize + 1})
+			_, err := s.OpenSessions(ctx, OpenSessionsQuery{PageSize: limits.MaxPageSize + 1})
 			return err
 		}, "PageSize"},
 		{"bad cursor", func() error {
@@ -280,9 +282,9 @@ func TestQueryParameterErrors(t *testing.T) {
 		{"logon sessions without a range", func() error {
 			_, err := s.LogonSessions(ctx, LogonSessionsQuery{Host: "ws01"})
 			return err
-		}, "From"},
+		}, "StartTime"},
 		{"timeline without an account", func() error {
-			_, err := s.AccountTimeline(ctx, TimelineQuery{From: at(0), To: at(time.Hour)})
+			_, err := s.AccountTimeline(ctx, TimelineQuery{StartTime: at(0), EndTime: at(time.Hour)})
 			return err
 		}, "Account"},
 	} {

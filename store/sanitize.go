@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	"github.com/sessionaudit/sessionaudit/proto/identity"
 )
 
@@ -60,14 +62,13 @@ func cleanString(s string, max int) (string, []string) {
 }
 
 func (z *sanitizer) str(field, s string) string {
-	s, changes := cleanString(s, MaxStringBytes)
+	s, changes := cleanString(s, limits.MaxStringBytes)
 	for _, c := range changes {
 		z.note(field, "%s", c)
 	}
 	return s
 }
 
-// validKey checks an identifier given as a call parameter.
 // validMachineGUID returns raw as the store keys a machine GUID: the one
 // canonical form of the protocol (identity.ParseMachineGUID), or a
 // *FieldError naming field.
@@ -79,12 +80,13 @@ func validMachineGUID(field, raw string) (string, error) {
 	return g, nil
 }
 
+// validKey checks an identifier given as a call parameter.
 func validKey(field, s string) error {
 	switch {
 	case s == "":
 		return &FieldError{Field: field, Reason: "empty"}
-	case len(s) > MaxKeyBytes:
-		return &FieldError{Field: field, Reason: fmt.Sprintf("%d bytes, longer than %d", len(s), MaxKeyBytes)}
+	case len(s) > limits.MaxKeyBytes:
+		return &FieldError{Field: field, Reason: fmt.Sprintf("%d bytes, longer than %d", len(s), limits.MaxKeyBytes)}
 	case !utf8.ValidString(s):
 		return &FieldError{Field: field, Reason: "not valid UTF-8"}
 	case strings.ContainsRune(s, 0):
@@ -125,7 +127,7 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		return fail("Sequence", "%d overflows the stored range (at most %d)", r.Sequence, int64(math.MaxInt64))
 	}
 	switch r.Kind {
-	case KindFull:
+	case KindSnapshot:
 	case KindDelta, KindHeartbeat:
 		if r.BaseSequence == 0 {
 			return fail("BaseSequence", "0 names no report: a %s needs the report it applies to", r.Kind)
@@ -138,21 +140,21 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	}
 	latest := now.Add(MaxClockSkew)
 	switch {
-	case r.ObservedAt.IsZero():
-		return fail("ObservedAt", "missing")
-	case r.ObservedAt.Before(Earliest):
-		return fail("ObservedAt", "%s is before %s", r.ObservedAt.UTC().Format(time.RFC3339), Earliest.Format(time.RFC3339))
-	case r.ObservedAt.After(latest):
-		return fail("ObservedAt", "%s is more than %s after the collector's clock (%s)",
-			r.ObservedAt.UTC().Format(time.RFC3339), MaxClockSkew, now.UTC().Format(time.RFC3339))
+	case r.TakenAt.IsZero():
+		return fail("TakenAt", "missing")
+	case r.TakenAt.Before(Earliest):
+		return fail("TakenAt", "%s is before %s", r.TakenAt.UTC().Format(time.RFC3339), Earliest.Format(time.RFC3339))
+	case r.TakenAt.After(latest):
+		return fail("TakenAt", "%s is more than %s after the collector's clock (%s)",
+			r.TakenAt.UTC().Format(time.RFC3339), MaxClockSkew, now.UTC().Format(time.RFC3339))
 	}
 	out := Report{
 		Sequence:     r.Sequence,
 		Kind:         r.Kind,
-		ObservedAt:   pgTime(r.ObservedAt),
+		TakenAt:      pgTime(r.TakenAt),
 		BaseSequence: r.BaseSequence,
 	}
-	obs := out.ObservedAt
+	obs := out.TakenAt
 	if r.Kind == KindHeartbeat {
 		// A heartbeat carries nothing else; anything else given is ignored.
 		out.CollectionErrors = cleanErrors(z, r.CollectionErrors)
@@ -177,7 +179,7 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	out.LogonSessions = make([]LogonSession, 0, len(r.LogonSessions))
 	for i, ls := range r.LogonSessions {
 		z.at("LogonSessions", i)
-		id, changes := cleanString(ls.LogonID, MaxKeyBytes)
+		id, changes := cleanString(ls.LogonID, limits.MaxKeyBytes)
 		switch {
 		case ls.LogonID == "":
 			z.note("LogonID", "empty: session dropped")
@@ -241,7 +243,7 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	}
 	for i, id := range r.EndedLogonIDs {
 		z.at("EndedLogonIDs", i)
-		c, changes := cleanString(id, MaxKeyBytes)
+		c, changes := cleanString(id, limits.MaxKeyBytes)
 		if id == "" || len(changes) > 0 {
 			z.note("", "%q is not a storable key: ignored", id)
 			continue

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionaudit/sessionaudit/proto/limits"
 )
 
 var now = t0.Add(30 * 24 * time.Hour)
@@ -23,9 +25,9 @@ func TestCleanReportRejects(t *testing.T) {
 		{"sequence zero", func(r *Report) { r.Sequence = 0 }, "Sequence", "0 is not"},
 		{"sequence overflows bigint", func(r *Report) { r.Sequence = math.MaxInt64 + 1 }, "Sequence", "overflows"},
 		{"unknown kind", func(r *Report) { r.Kind = 9 }, "Kind", "unknown"},
-		{"observed in 1601", func(r *Report) { r.ObservedAt = time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC) }, "ObservedAt", "before"},
-		{"observed in 9999", func(r *Report) { r.ObservedAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) }, "ObservedAt", "after the collector's clock"},
-		{"observed missing", func(r *Report) { r.ObservedAt = time.Time{} }, "ObservedAt", "missing"},
+		{"observed in 1601", func(r *Report) { r.TakenAt = time.Date(1601, 1, 1, 0, 0, 0, 0, time.UTC) }, "TakenAt", "before"},
+		{"observed in 9999", func(r *Report) { r.TakenAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) }, "TakenAt", "after the collector's clock"},
+		{"observed missing", func(r *Report) { r.TakenAt = time.Time{} }, "TakenAt", "missing"},
 		{"delta base not before it", func(r *Report) { r.Kind, r.BaseSequence = KindDelta, 5 }, "BaseSequence", "not before"},
 		{"heartbeat base zero", func(r *Report) { r.Kind, r.BaseSequence = KindHeartbeat, 0 }, "BaseSequence", "names no report"},
 		{"other host", func(r *Report) { r.Host.MachineGUID = "00000000-0000-0000-0000-000000000000" }, "Host.MachineGUID", "differs"},
@@ -50,7 +52,7 @@ func TestCleanReportRejects(t *testing.T) {
 
 // Values that can be repaired are repaired, and each change is noted.
 func TestCleanReportSanitizes(t *testing.T) {
-	huge := strings.Repeat("é", MaxStringBytes) // 2 bytes each
+	huge := strings.Repeat("é", limits.MaxStringBytes) // 2 bytes each
 	tests := []struct {
 		name  string
 		ls    LogonSession
@@ -69,7 +71,7 @@ func TestCleanReportSanitizes(t *testing.T) {
 		{name: "huge string", ls: LogonSession{LogonID: "1", Description: huge},
 			check: func(t *testing.T, r Report) {
 				d := r.LogonSessions[0].Description
-				if len(d) > MaxStringBytes || !strings.HasPrefix(huge, d) {
+				if len(d) > limits.MaxStringBytes || !strings.HasPrefix(huge, d) {
 					t.Errorf("truncated to %d bytes, not a rune-aligned prefix", len(d))
 				}
 			},
@@ -117,7 +119,7 @@ func TestCleanReportSanitizes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Report{Sequence: 1, Kind: KindFull, ObservedAt: at(0), Host: tt.host, LogonSessions: []LogonSession{tt.ls}}
+			r := Report{Sequence: 1, Kind: KindSnapshot, TakenAt: at(0), Host: tt.host, LogonSessions: []LogonSession{tt.ls}}
 			if tt.ss != nil {
 				r.ServerSessions = []ServerSession{*tt.ss}
 			}
@@ -154,14 +156,14 @@ func TestIngestBadInput(t *testing.T) {
 	bad.Caption = strings.Repeat("x", 5000)
 	res, err := s.Ingest(ctx, "agent-1", guid, []Report{
 		full(1, at(0), boot1, []LogonSession{bad}, []ServerSession{server("PC\x00", "u", 10)}),
-		{Sequence: 2, Kind: KindFull, ObservedAt: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Sequence: 2, Kind: KindSnapshot, TakenAt: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)},
 		full(3, at(time.Minute), boot1, []LogonSession{bad}, []ServerSession{server("PC\x00", "u", 70)}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rejected) != 1 || res.Rejected[0].Sequence != 2 || !strings.Contains(res.Rejected[0].Err.Error(), "ObservedAt") {
-		t.Fatalf("Rejected = %+v, want report 2 for ObservedAt", res.Rejected)
+	if len(res.Rejected) != 1 || res.Rejected[0].Sequence != 2 || !strings.Contains(res.Rejected[0].Err.Error(), "TakenAt") {
+		t.Fatalf("Rejected = %+v, want report 2 for TakenAt", res.Rejected)
 	}
 	if len(res.Applied) != 2 || res.Acknowledged != 3 {
 		t.Fatalf("Applied = %v, Acknowledged = %d", res.Applied, res.Acknowledged)
@@ -192,7 +194,7 @@ func TestIngestBadInput(t *testing.T) {
 // A note names its element by list and index, and fields after a list are
 // named at the report's level again.
 func TestCleanReportNoteFields(t *testing.T) {
-	r := Report{Sequence: 1, Kind: KindFull, ObservedAt: at(0)}
+	r := Report{Sequence: 1, Kind: KindSnapshot, TakenAt: at(0)}
 	r.LogonSessions = []LogonSession{{LogonID: "1"}, {LogonID: "2", Status: "o\x00k"}}
 	r.ServerSessions = []ServerSession{{ComputerName: "PC", UserName: "u"}, {ComputerName: "PC\x00", UserName: "u"}}
 	r.EndedLogonIDs = []string{"3", ""}

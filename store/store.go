@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Tunables of the interval rules. docs/design/storage.md explains each.
+// Tunables of the interval rules. docs/design/0002-storage.md explains each.
 const (
-	// ServerStartJitter is how far two computed starts (ObservedAt minus
+	// ServerStartJitter is how far two computed starts (TakenAt minus
 	// ActiveTime) of the same server session may differ and still be the same
 	// session. Beyond it, the session reconnected.
 	ServerStartJitter = 5 * time.Second
@@ -20,20 +20,8 @@ const (
 	// the same boot.
 	BootJitter = 5 * time.Second
 	// MaxClockSkew is how far in the future (by the collector's clock) an
-	// ObservedAt may lie before the report is rejected.
+	// TakenAt may lie before the report is rejected.
 	MaxClockSkew = time.Hour
-	// MaxStringBytes is the longest string kept; longer ones are truncated.
-	MaxStringBytes = 1024
-	// MaxKeyBytes is the longest identifier (LogonID, machine GUID, agent ID)
-	// accepted; a longer one is rejected, since truncating a key could merge
-	// two sessions.
-	MaxKeyBytes = 128
-	// DefaultPageSize is the page size used when a query asks for 0.
-	DefaultPageSize = 100
-	// MaxPageSize is the largest page a query may ask for.
-	MaxPageSize = 1000
-	// MaxQuerySpan is the longest time range a query may cover.
-	MaxQuerySpan = 400 * 24 * time.Hour
 )
 
 // Earliest is the earliest time the store accepts as a real observation,

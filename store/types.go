@@ -6,9 +6,9 @@ import "time"
 type ReportKind uint8
 
 const (
-	// KindFull is a complete snapshot: the full lists of both session classes
+	// KindSnapshot is a complete snapshot: the full lists of both session classes
 	// (each complete unless a CollectionError names its class).
-	KindFull ReportKind = iota + 1
+	KindSnapshot ReportKind = iota + 1
 	// KindDelta is the difference to the state after report BaseSequence.
 	KindDelta
 	// KindHeartbeat says the state, collection errors included, equals the
@@ -19,7 +19,7 @@ const (
 // String returns the kind's name, for errors and logs.
 func (k ReportKind) String() string {
 	switch k {
-	case KindFull:
+	case KindSnapshot:
 		return "full"
 	case KindDelta:
 		return "delta"
@@ -99,7 +99,7 @@ type ServerSession struct {
 	Name          string
 	Status        string
 	// ActiveTime is the session's age in seconds; its start is the report's
-	// ObservedAt minus ActiveTime. Nil when WMI gave none.
+	// TakenAt minus ActiveTime. Nil when WMI gave none.
 	ActiveTime *uint32
 	// IdleTime and ResourcesOpened change at every poll; the store does not
 	// keep them in history (see docs/design/0002-storage.md).
@@ -138,8 +138,8 @@ type Report struct {
 	Sequence uint64
 	// Kind says what the report carries.
 	Kind ReportKind
-	// ObservedAt is when the snapshot was taken, in UTC, by the agent's clock.
-	ObservedAt time.Time
+	// TakenAt is when the snapshot was taken, in UTC, by the agent's clock.
+	TakenAt time.Time
 	// BaseSequence is, for a Delta or a Heartbeat, the sequence of the state
 	// it applies to: the agent's last Full or Delta (Heartbeats in between do
 	// not count). It must be the last one stored for the agent.

@@ -8,64 +8,34 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
-	"github.com/sessionaudit/sessionaudit/server/rows"
-	"github.com/sessionaudit/sessionaudit/store"
 )
 
-// Observed is one session interval as the store answers it.
+// Observed is one session interval as the collector answers it.
 type Observed struct {
 	Kind Kind
 	// Key is the LogonId, or ComputerName + `\` + UserName.
 	Key   string
 	Start time.Time
-	// Open, LastSeen and EndBefore are the store's End.
+	// Open, LastSeen and EndBefore are the interval's end.
 	Open      bool
 	LastSeen  time.Time
 	EndBefore time.Time
-	// Account, LogonType and Package describe a logon session, for display.
-	Account, LogonType, Package string
+	// Account and Package describe a logon session, for display.
+	Account, Package string
+	// LogonTypeRaw is a logon session's Win32_LogonSession.LogonType as
+	// the protocol carries it (logon_type_raw), nil when absent; for
+	// display (Compare does not look at it).
+	LogonTypeRaw *uint32
 }
 
-// Reader answers "who was on host at t" from the store.
+// Reader answers "who was on host at t". QueryReader asks a collector over
+// gRPC; tests on the collector's side (server/e2e) read its store directly.
 type Reader interface {
 	// WhoWasOn returns every session of host (a machine GUID or a name)
 	// present at t, all pages.
 	WhoWasOn(ctx context.Context, host string, t time.Time) ([]Observed, error)
-}
-
-// StoreReader reads the store directly (tests).
-type StoreReader struct{ Store *store.Store }
-
-// WhoWasOn implements Reader with store.Store.WhoWasOn.
-func (r StoreReader) WhoWasOn(ctx context.Context, host string, t time.Time) ([]Observed, error) {
-	var out []Observed
-	cursor := ""
-	for {
-		p, err := r.Store.WhoWasOn(ctx, store.WhoWasOnQuery{Host: host, At: t, PageSize: store.MaxPageSize, Cursor: cursor})
-		if err != nil {
-			return nil, fmt.Errorf("fleet: store WhoWasOn %s at %s: %w", host, t.Format(time.RFC3339), err)
-		}
-		for _, l := range p.Logon {
-			s := l.Session
-			o := Observed{Kind: Logon, Key: s.LogonID, Start: s.StartTime, Open: l.End.Open, LastSeen: l.End.LastSeen,
-				EndBefore: l.End.EndBefore, Package: s.AuthenticationPackage}
-			if s.Account != nil {
-				o.Account = s.Account.Domain + `\` + s.Account.Name
-			}
-			if s.LogonType != nil {
-				o.LogonType = rows.LogonTypeName(*s.LogonType)
-			}
-			out = append(out, o)
-		}
-		for _, si := range p.Server {
-			out = append(out, Observed{Kind: Server, Key: si.Session.ComputerName + `\` + si.Session.UserName, Start: si.StartTime,
-				Open: si.End.Open, LastSeen: si.End.LastSeen, EndBefore: si.End.EndBefore})
-		}
-		if cursor = p.NextCursor; cursor == "" {
-			return out, nil
-		}
-	}
 }
 
 // QueryReader reads the store through the collector's QueryService, as an
@@ -82,7 +52,7 @@ func (r QueryReader) WhoWasOn(ctx context.Context, host string, t time.Time) ([]
 	var out []Observed
 	token := ""
 	for {
-		resp, err := r.Client.WhoWasOn(ctx, &pb.WhoWasOnRequest{Host: host, At: ts(t), PageSize: store.MaxPageSize, PageToken: token})
+		resp, err := r.Client.WhoWasOn(ctx, &pb.WhoWasOnRequest{Host: host, At: ts(t), PageSize: limits.MaxPageSize, PageToken: token})
 		if err != nil {
 			return nil, fmt.Errorf("fleet: QueryService.WhoWasOn %s at %s: %w", host, t.Format(time.RFC3339), err)
 		}
@@ -94,7 +64,8 @@ func (r QueryReader) WhoWasOn(ctx context.Context, host string, t time.Time) ([]
 				o.Account = a.GetDomain() + `\` + a.GetName()
 			}
 			if s.LogonTypeRaw != nil {
-				o.LogonType = rows.LogonTypeName(s.GetLogonTypeRaw())
+				raw := s.GetLogonTypeRaw()
+				o.LogonTypeRaw = &raw
 			}
 			out = append(out, o)
 		}

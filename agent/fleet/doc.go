@@ -37,8 +37,17 @@
 // report after report, give each session's interval: its start (the logon
 // session's StartTime, or taken_at − ActiveTime at first sight for a server
 // session), the last report that had it, and the first that did not
-// (HostTruth). Compare asks the store, through a Reader, who was on each
-// host at the moment each interval was first seen, and reports every
-// interval that is missing, extra, starts elsewhere, or ends outside the
-// bounds the reports imply.
+// (HostTruth). Compare asks a Reader who was on each host at the moment
+// each interval was first seen, and reports every interval that is
+// missing, extra, starts elsewhere, or ends outside the bounds the reports
+// imply. The Reader here is QueryReader: the collector's QueryService over
+// gRPC, as an analyst asks it.
+//
+// # A leaf of the module
+//
+// Like the rest of agent/, this package imports nothing from server/ or
+// store/: it talks to a collector process over gRPC only. What runs a
+// collector or a store in the same process is on their side: the
+// end-to-end tests (server/e2e, which also read the store directly) and
+// the collector benchmarks (server/cmd/collectorbench).
 package fleet

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sessionaudit/sessionaudit/agent"
 	"github.com/sessionaudit/sessionaudit/agent/change"
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	"github.com/sessionaudit/sessionaudit/agent/config"
@@ -51,6 +50,9 @@ type Options struct {
 	// client is made (tests: ServerName, Backoff; the fleet simulator: a
 	// dialer).
 	Uplink func(*uplink.Options)
+	// Version is the agent's version, for its log; the command passes the
+	// version its build was stamped with.
+	Version string
 	// OnReport, when set, is called with each report after it is spooled,
 	// from Run's goroutine; it must not keep or modify the report.
 	OnReport func(*pb.Report)
@@ -86,7 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.LogLevel != nil {
 		opts.LogLevel.Set(settings.LogLevel)
 	}
-	log.Info("agent starting", "version", agent.Version, "state_dir", opts.StateDir, "settings", settings)
+	log.Info("agent starting", "version", opts.Version, "state_dir", opts.StateDir, "settings", settings)
 	logWarnings(log, warnings)
 
 	spoolDir := filepath.Join(opts.StateDir, SpoolDir)

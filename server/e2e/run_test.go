@@ -1,8 +1,8 @@
-package run
+package e2e
 
-// End to end: Run against the real collector (server.New) on loopback
-// with TLS from server/pki and a real PostgreSQL (store/storetest;
-// TEST_DATABASE_URL or a container).
+// The agent's run loop (agent/run.Run: source, tracker, spool, uplink)
+// against the real collector (server.New) on loopback with TLS from
+// server/pki and a real PostgreSQL.
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,16 +19,17 @@ import (
 
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	"github.com/sessionaudit/sessionaudit/agent/config"
+	"github.com/sessionaudit/sessionaudit/agent/run"
 	"github.com/sessionaudit/sessionaudit/agent/simulate"
+	"github.com/sessionaudit/sessionaudit/agent/source"
 	"github.com/sessionaudit/sessionaudit/agent/uplink"
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/server/servertest"
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
 )
-
-func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
 
 // recordingSource keeps a copy of every snapshot, the ground truth.
 type recordingSource struct {
@@ -43,14 +45,14 @@ func (r *recordingSource) Snapshot(ctx context.Context) (*pb.Snapshot, error) {
 	return s, err
 }
 
-// TestEndToEnd: a simulated file server polled every (manual) minute
+// TestRunEndToEnd: a simulated file server polled every (manual) minute
 // enrolls and reports; the collector goes away for ten polls (the agent
 // keeps spooling), the agent restarts on its state directory meanwhile,
 // and the collector comes back on another address, set by a live settings
 // change. Everything is delivered once: the
 // store's intervals say, at every poll's instant, exactly who the source
 // said was on.
-func TestEndToEnd(t *testing.T) {
+func TestRunEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	dbURL := storetest.NewDatabase(t, store.Migrate)
 	st, err := store.Open(ctx, dbURL)
@@ -78,7 +80,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	col := servertest.Start(t, st, ca, trust, "127.0.0.1:0", servertest.Options{CertTime: certTime})
 	caFile := filepath.Join(t.TempDir(), "collector-ca.pem")
-	if err := os.WriteFile(caFile, pki.EncodeCertificatesPEM(ca.Certificate().Raw), 0o600); err != nil {
+	if err := os.WriteFile(caFile, identity.EncodeCertificatesPEM(ca.Certificate().Raw), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	flagValues := func(addr string) map[string]string {
@@ -99,14 +101,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 	src := &recordingSource{Source: sim}
 	stateDir := t.TempDir()
-	tune := func(o *Options) {
+	tune := func(o *run.Options) {
 		o.Uplink = func(u *uplink.Options) {
 			u.ServerName = "localhost"
 			u.Backoff = uplink.BackoffConfig{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}
 		}
 	}
 	var last uint64
-	polls := func(d *driver, n int) {
+	polls := func(d *runDriver, n int) {
 		for range n {
 			r := d.poll(time.Minute)
 			d.wait()
@@ -117,7 +119,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	d := startDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
+	d := startRunDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
 	last = d.next().GetSequence()
 	d.wait()
 	polls(d, 10)
@@ -126,10 +128,10 @@ func TestEndToEnd(t *testing.T) {
 	col.Stop(t, 5*time.Second) // the collector goes away; the agent keeps spooling
 	polls(d, 10)
 	d.stop() // and the agent restarts on its state directory
-	d = startDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
+	d = startRunDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
 	r := d.next()
 	if r.GetSnapshot() == nil || r.GetSequence() != last+1 {
-		t.Fatalf("first report after the restart: #%d %s; want snapshot #%d", r.GetSequence(), kind(r), last+1)
+		t.Fatalf("first report after the restart: #%d %s; want snapshot #%d", r.GetSequence(), reportKind(r), last+1)
 	}
 	last = r.GetSequence()
 	d.wait()
@@ -215,4 +217,116 @@ func waitApplied(t *testing.T, st *store.Store, seq uint64) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal(fmt.Sprintf("collector applied up to #%d within 30 s; want #%d", applied, seq))
+}
+
+// runDriver runs run.Run with a poll timer the test fires, and collects the
+// spooled reports (as agent/run's own tests do).
+type runDriver struct {
+	t       *testing.T
+	clk     *clock.Manual
+	ticks   chan time.Time
+	waits   chan time.Duration // the poll interval of each wait
+	reports chan *pb.Report
+	reload  chan time.Time
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func startRunDriver(t *testing.T, src source.Source, w *config.Watcher, stateDir string, clk *clock.Manual, adjust func(*run.Options)) *runDriver {
+	t.Helper()
+	d := &runDriver{t: t, clk: clk, ticks: make(chan time.Time), waits: make(chan time.Duration, 100),
+		reports: make(chan *pb.Report, 100), reload: make(chan time.Time), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	opts := run.Options{
+		Source: src, Watcher: w, StateDir: stateDir, Clock: clk, Logger: quietLogger(), ReloadTicks: d.reload,
+		After: func(dur time.Duration) <-chan time.Time {
+			d.waits <- dur
+			return d.ticks
+		},
+		OnReport: func(r *pb.Report) { d.reports <- r },
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	go func() { d.done <- run.Run(ctx, opts) }()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+// next waits for the next spooled report.
+func (d *runDriver) next() *pb.Report {
+	d.t.Helper()
+	select {
+	case r := <-d.reports:
+		return r
+	case <-time.After(20 * time.Second):
+		d.t.Fatal("no report within 20 s")
+		return nil
+	}
+}
+
+// wait returns the interval of the loop's next wait.
+func (d *runDriver) wait() time.Duration {
+	d.t.Helper()
+	select {
+	case w := <-d.waits:
+		return w
+	case <-time.After(20 * time.Second):
+		d.t.Fatal("the loop did not wait within 20 s")
+		return 0
+	}
+}
+
+// poll advances the clock by step and fires the poll timer.
+func (d *runDriver) poll(step time.Duration) *pb.Report {
+	d.t.Helper()
+	d.clk.Advance(step)
+	d.ticks <- time.Time{}
+	return d.next()
+}
+
+func (d *runDriver) stop() {
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	if err := <-d.done; err != nil {
+		d.t.Errorf("Run: %v", err)
+	}
+	d.cancel = nil
+}
+
+// mutableLayer is a settings layer whose values the test changes.
+type mutableLayer struct {
+	name   string
+	mu     sync.Mutex
+	values map[string]string
+}
+
+func (m *mutableLayer) Name() string { return m.name }
+
+func (m *mutableLayer) Read() (map[string]config.Value, []config.Warning) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return config.MapLayer{LayerName: m.name, Values: m.values}.Read()
+}
+
+func (m *mutableLayer) set(v map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.values = v
+}
+
+// reportKind names a report's kind.
+func reportKind(r *pb.Report) string {
+	switch r.GetContent().(type) {
+	case *pb.Report_Snapshot:
+		return "snapshot"
+	case *pb.Report_Delta:
+		return "delta"
+	case *pb.Report_Heartbeat:
+		return "heartbeat"
+	}
+	return "empty report"
 }

@@ -1,30 +1,34 @@
-package uplink
+package e2e
 
-// End-to-end: the uplink against the real collector (server.New) on
-// loopback with real TLS from server/pki and a real PostgreSQL
-// (store/storetest; TEST_DATABASE_URL or a container).
+// The agent's uplink (agent/uplink), delivering from the agent's real spool,
+// against the real collector (server.New) on loopback with real TLS from
+// server/pki and a real PostgreSQL.
 
 import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/sessionaudit/sessionaudit/agent/spool"
+	"github.com/sessionaudit/sessionaudit/agent/uplink"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"github.com/sessionaudit/sessionaudit/server/servertest"
 	"github.com/sessionaudit/sessionaudit/store"
 	"github.com/sessionaudit/sessionaudit/store/storetest"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+// The uplink test's host.
+const testGUID = "0a1b2c3d-0000-4000-8000-0000000000aa"
+
+func testHost() *pb.Host { return &pb.Host{MachineGuid: testGUID, Hostname: "ws-test", Domain: "CORP"} }
 
 // offsetClock is the system clock plus an offset the test moves: the
 // agent's view of time, while the collector keeps the real one.
@@ -93,12 +97,12 @@ func logonRows(t *testing.T, st *store.Store) []string {
 	return out
 }
 
-// TestEndToEnd: with the agent's real spool, enroll with a secret, deliver a snapshot, renew and
+// TestUplinkEndToEnd: with the agent's real spool, enroll with a secret, deliver a snapshot, renew and
 // deliver with the new certificate, lose the collector (hard stop) in the
 // middle of a backlog and get it back on the same address, renew by proof
 // after expiry; every report is stored exactly once, and the store records
 // the certificate the agent uses.
-func TestEndToEnd(t *testing.T) {
+func TestUplinkEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	dbURL := storetest.NewDatabase(t, store.Migrate)
 	st, err := store.Open(ctx, dbURL)
@@ -128,10 +132,10 @@ func TestEndToEnd(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(agentCA.Certificate())
 	clk := &offsetClock{}
-	client, err := New(Options{
-		Address: c1.Addr, ServerName: "localhost", CAPool: pool, CAPins: []string{SPKIPin(agentCA.Certificate())},
+	client, err := uplink.New(uplink.Options{
+		Address: c1.Addr, ServerName: "localhost", CAPool: pool, CAPins: []string{uplink.SPKIPin(agentCA.Certificate())},
 		EnrollmentSecret: secret, Host: testHost, StateDir: t.TempDir(), Clock: clk, Logger: testLogger(t),
-		Backoff: BackoffConfig{Base: 20 * time.Millisecond, Max: 300 * time.Millisecond},
+		Backoff: uplink.BackoffConfig{Base: 20 * time.Millisecond, Max: 300 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +170,7 @@ func TestEndToEnd(t *testing.T) {
 		pctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- NewPump(client, sp, PumpOptions{MaxReports: 3, PollInterval: 50 * time.Millisecond, Notify: notify}).Run(pctx)
+			done <- uplink.NewPump(client, sp, uplink.PumpOptions{MaxReports: 3, PollInterval: 50 * time.Millisecond, Notify: notify}).Run(pctx)
 		}()
 		return func() { cancel(); <-done }
 	}

@@ -15,9 +15,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/rows"
-	"github.com/sessionaudit/sessionaudit/store"
 )
 
 // parse reads and checks the query string against the route's table: every
@@ -142,7 +143,7 @@ func (c *call) time(name string, defNow bool) time.Time {
 }
 
 // timeRange returns since and until, checked: since before until, at most
-// store.MaxQuerySpan apart.
+// limits.MaxQuerySpan apart.
 func (c *call) timeRange() (since, until time.Time) {
 	since = c.time("since", false)
 	until = c.time("until", true)
@@ -152,9 +153,9 @@ func (c *call) timeRange() (since, until time.Time) {
 	switch {
 	case !until.After(since):
 		c.fail("until", "%s is not after since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
-	case until.Sub(since) > store.MaxQuerySpan:
+	case until.Sub(since) > limits.MaxQuerySpan:
 		c.fail("until", "the range %s..%s is longer than %d days", since.Format(time.RFC3339), until.Format(time.RFC3339),
-			store.MaxQuerySpan/(24*time.Hour))
+			limits.MaxQuerySpanDays)
 	}
 	return
 }
@@ -176,7 +177,7 @@ func (c *call) account() string {
 func (c *call) types() []pb.LogonType {
 	var out []pb.LogonType
 	for _, v := range c.q["type"] {
-		t, err := rows.ParseLogonType(v)
+		t, err := pb.ParseLogonType(v)
 		if err != nil {
 			c.fail("type", "%v", err)
 			return nil

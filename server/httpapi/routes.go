@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
-	"github.com/sessionaudit/sessionaudit/server/rows"
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 )
 
 // Param is one query parameter of a route.
@@ -65,20 +67,20 @@ const (
 
 // Shared parameter definitions.
 var (
-	pageSizeParam = Param{Name: "page_size", Type: "integer", Minimum: 1, Maximum: 1000, MaxLength: 8,
-		Doc: "Rows per page, 1..1000; default 100."}
+	pageSizeParam = Param{Name: "page_size", Type: "integer", Minimum: 1, Maximum: limits.MaxPageSize, MaxLength: 8,
+		Doc: fmt.Sprintf("Rows per page, 1..%d; default %d.", limits.MaxPageSize, limits.DefaultPageSize)}
 	pageTokenParam = Param{Name: "page_token", Type: "string", MaxLength: maxPageToken,
 		Doc: "next_page_token of the previous page, with the other parameters unchanged."}
 	sinceParam = Param{Name: "since", Field: "start_time", Type: "string", Format: "time", Required: true, MaxLength: maxTimeExpr,
 		Doc: "Start of the range: RFC 3339, a date (midnight UTC), now, or a duration ago (-2h, 30d, 2w)."}
 	untilParam = Param{Name: "until", Field: "end_time", Type: "string", Format: "time", MaxLength: maxTimeExpr,
-		Doc: "End of the range, at most 400 days after since; default now. Same forms as since."}
+		Doc: fmt.Sprintf("End of the range, at most %d days after since; default now. Same forms as since.", limits.MaxQuerySpanDays)}
 	hostParam = Param{Name: "host", Type: "string", MaxLength: maxName,
 		Doc: "Host name (case-insensitive, with or without domain) or machine GUID."}
 	accountParam = Param{Name: "account", Type: "string", Format: "account", MaxLength: maxAccount,
 		Doc: `Account as DOMAIN\name (case-insensitive).`}
 	typeParam = Param{Name: "type", Field: "logon_types", Type: "string", Repeated: true, MaxLength: maxTimeExpr,
-		Doc: "Logon type, repeatable (any of them): " + strings.Join(rows.LogonTypeList(), ", ") +
+		Doc: "Logon type, repeatable (any of them): " + strings.Join(pb.LogonTypeList(), ", ") +
 			"; or a proto name (REMOTE_INTERACTIVE) or a WMI number (10)."}
 	packageParam = Param{Name: "package", Field: "authentication_package", Type: "string", MaxLength: maxName,
 		Doc: "Authentication package (Kerberos, NTLM, Negotiate, ...; case-insensitive)."}
@@ -132,7 +134,7 @@ var routes = []Route{
 	},
 	{
 		Path:    "/api/v1/open-sessions",
-		Summary: "Logon sessions open now, fleet-wide, ordered by host and start.",
+		Summary: "Logon sessions open now, fleet-wide, ordered by start.",
 		Params: []Param{typeParam, hostParam, accountParam, packageParam,
 			formatParam("json", "csv", "jsonl"), pageSizeParam, pageTokenParam},
 		Formats: []string{"json", "csv", "jsonl"},
@@ -141,7 +143,7 @@ var routes = []Route{
 	},
 	{
 		Path:    "/api/v1/hosts",
-		Summary: "Hosts with their last report and open session counts, ordered by host.",
+		Summary: "Hosts with their last report and open session counts, ordered by machine GUID.",
 		Params: []Param{
 			{Name: "stale", Field: "stale_after", Type: "string", Format: "duration", MaxLength: maxTimeExpr,
 				Doc: "Only hosts whose last report is older than this (90m, 1h, 2d)."},

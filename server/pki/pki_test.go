@@ -475,4 +475,3 @@ func TestNewTrustRefusesOverlap(t *testing.T) {
 		})
 	}
 }
-

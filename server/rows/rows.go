@@ -15,7 +15,6 @@ package rows
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
@@ -76,63 +75,6 @@ type Host struct {
 	OpenServerSessions int64  `json:"open_server_sessions"`
 }
 
-// LogonTypeNames are the short names of the logon types, as the CLI's
-// --type, the API's logon_type parameter and the rows use them; the raw
-// WMI number is kept beside the name.
-var LogonTypeNames = map[pb.LogonType]string{
-	pb.LogonType_LOGON_TYPE_SYSTEM:                    "system",
-	pb.LogonType_LOGON_TYPE_INTERACTIVE:               "interactive",
-	pb.LogonType_LOGON_TYPE_NETWORK:                   "network",
-	pb.LogonType_LOGON_TYPE_BATCH:                     "batch",
-	pb.LogonType_LOGON_TYPE_SERVICE:                   "service",
-	pb.LogonType_LOGON_TYPE_PROXY:                     "proxy",
-	pb.LogonType_LOGON_TYPE_UNLOCK:                    "unlock",
-	pb.LogonType_LOGON_TYPE_NETWORK_CLEARTEXT:         "network-cleartext",
-	pb.LogonType_LOGON_TYPE_NEW_CREDENTIALS:           "new-credentials",
-	pb.LogonType_LOGON_TYPE_REMOTE_INTERACTIVE:        "rdp",
-	pb.LogonType_LOGON_TYPE_CACHED_INTERACTIVE:        "cached-interactive",
-	pb.LogonType_LOGON_TYPE_CACHED_REMOTE_INTERACTIVE: "cached-rdp",
-	pb.LogonType_LOGON_TYPE_CACHED_UNLOCK:             "cached-unlock",
-}
-
-// ParseLogonType returns the logon type a short name (as in
-// LogonTypeNames, case-insensitive), a proto enum name
-// (LOGON_TYPE_REMOTE_INTERACTIVE) or a WMI number (10) stands for.
-func ParseLogonType(s string) (pb.LogonType, error) {
-	v := strings.ToLower(strings.TrimSpace(s))
-	for t, name := range LogonTypeNames {
-		if v == name || strings.EqualFold(s, t.String()) || strings.EqualFold(s, strings.TrimPrefix(t.String(), "LOGON_TYPE_")) {
-			return t, nil
-		}
-	}
-	var n uint32
-	if _, err := fmt.Sscan(v, &n); err == nil && fmt.Sprint(n) == v {
-		if t := pb.LogonTypeFromWMI(n); t != pb.LogonType_LOGON_TYPE_UNSPECIFIED {
-			return t, nil
-		}
-	}
-	return 0, fmt.Errorf("logon type %q: want one of %s, or a WMI number 0, 2..13", s, strings.Join(LogonTypeList(), ", "))
-}
-
-// LogonTypeName names a raw Win32_LogonSession.LogonType as the rows do:
-// its short name in LogonTypeNames, or "unknown(N)" for a number this
-// version does not know.
-func LogonTypeName(raw uint32) string {
-	if name, ok := LogonTypeNames[pb.LogonTypeFromWMI(raw)]; ok {
-		return name
-	}
-	return fmt.Sprintf("unknown(%d)", raw)
-}
-
-// LogonTypeList returns the short names in WMI order.
-func LogonTypeList() []string {
-	var out []string
-	for t := pb.LogonType_LOGON_TYPE_SYSTEM; t <= pb.LogonType_LOGON_TYPE_CACHED_UNLOCK; t++ {
-		out = append(out, LogonTypeNames[t])
-	}
-	return out
-}
-
 var serverTypeNames = map[pb.ServerSessionType]string{
 	pb.ServerSessionType_SERVER_SESSION_TYPE_GUEST:         "guest",
 	pb.ServerSessionType_SERVER_SESSION_TYPE_NO_ENCRYPTION: "no-encryption",
@@ -163,7 +105,7 @@ func FromLogon(l *pb.LogonSessionInterval) Logon {
 	if s.LogonTypeRaw != nil {
 		v := int64(s.GetLogonTypeRaw())
 		r.LogonTypeRaw = &v
-		r.LogonType = LogonTypeName(s.GetLogonTypeRaw())
+		r.LogonType = pb.LogonTypeName(s.GetLogonTypeRaw())
 	}
 	return r
 }

@@ -100,22 +100,3 @@ func TestEmptyCSVHasHeader(t *testing.T) {
 		t.Errorf("empty CSV = %q", got)
 	}
 }
-
-func TestParseLogonType(t *testing.T) {
-	for in, want := range map[string]pb.LogonType{
-		"rdp": pb.LogonType_LOGON_TYPE_REMOTE_INTERACTIVE, "RDP": pb.LogonType_LOGON_TYPE_REMOTE_INTERACTIVE,
-		"10": pb.LogonType_LOGON_TYPE_REMOTE_INTERACTIVE, "LOGON_TYPE_SERVICE": pb.LogonType_LOGON_TYPE_SERVICE,
-		"remote_interactive": pb.LogonType_LOGON_TYPE_REMOTE_INTERACTIVE, "0": pb.LogonType_LOGON_TYPE_SYSTEM,
-		"network-cleartext": pb.LogonType_LOGON_TYPE_NETWORK_CLEARTEXT,
-	} {
-		got, err := ParseLogonType(in)
-		if err != nil || got != want {
-			t.Errorf("ParseLogonType(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "1", "14", "rdp2", "-1", "1e1"} {
-		if _, err := ParseLogonType(bad); err == nil || !strings.Contains(err.Error(), "logon type") {
-			t.Errorf("ParseLogonType(%q) err = %v", bad, err)
-		}
-	}
-}

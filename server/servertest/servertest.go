@@ -1,6 +1,7 @@
 // Package servertest runs a real collector on loopback for other packages'
-// tests (the agent's uplink, its run loop, the fleet simulator): TLS from a
-// test CA, the store the test gives, and timings short enough for tests.
+// tests (server/e2e: the agent's uplink, its run loop, the fleet simulator;
+// the HTTP API, the web UI, the CLI): TLS from a test CA, the store the test
+// gives, and timings short enough for tests.
 // It is imported by tests only.
 package servertest
 

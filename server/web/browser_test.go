@@ -175,7 +175,7 @@ func newHistory(t *testing.T) *history {
 	active := uint32(600)
 	hostStart := now.Add(-2 * time.Hour).UTC()
 	reports := []store.Report{
-		{Sequence: 1, Kind: store.KindFull, ObservedAt: now.Add(-40 * time.Minute),
+		{Sequence: 1, Kind: store.KindSnapshot, TakenAt: now.Add(-40 * time.Minute),
 			Host: &store.Host{MachineGUID: hostileGUID, Hostname: hostileHost, Domain: "EVIL", LastBootTime: hostStart.Add(-time.Hour)},
 			LogonSessions: []store.LogonSession{
 				{LogonID: "0x1e411", LogonType: &rdp, AuthenticationPackage: "=2+5", StartTime: hostStart,
@@ -185,7 +185,7 @@ func newHistory(t *testing.T) *history {
 			},
 			ServerSessions: []store.ServerSession{{ComputerName: hostileComputer, UserName: hostileUser, ClientType: hostilePackage, ActiveTime: &active}},
 		},
-		{Sequence: 2, Kind: store.KindDelta, BaseSequence: 1, ObservedAt: now.Add(-20 * time.Minute), EndedLogonIDs: []string{"0x2e411"}},
+		{Sequence: 2, Kind: store.KindDelta, BaseSequence: 1, TakenAt: now.Add(-20 * time.Minute), EndedLogonIDs: []string{"0x2e411"}},
 	}
 	res, err := st.Ingest(ctx, "web-test-hostile", hostileGUID, reports)
 	if err != nil || len(res.Rejected) > 0 {

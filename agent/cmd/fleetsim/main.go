@@ -1,6 +1,10 @@
 // Command fleetsim runs many simulated sessionaudit agents in one process
-// against a collector: for the README's demo (run), and to measure the
-// collector over gRPC (bench-ingest, bench-connections).
+// against a collector process, over gRPC and mutual TLS: the README's demo
+// and the collector image's test run it (run). Like the rest of agent/, it
+// imports nothing from server/ or store/.
+//
+// The collector benchmarks, which serve a collector and a store in their
+// own process, are server/cmd/collectorbench.
 //
 // Run "fleetsim help" for the modes and "fleetsim MODE --help" for the
 // flags of one.
@@ -26,11 +30,27 @@ type mode struct {
 	run                func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
 var modes = []mode{
 	{"run", "simulated agents enroll, report a simulated history, and one query is checked", runDoc, runMode},
-	{"bench-ingest", "sustained ingest through gRPC on loopback, and the store's own rate for the ratio", benchIngestDoc, benchIngest},
-	{"bench-connections", "how many agents one collector holds at 60-second polls with p99 acknowledgement under a bound", benchConnectionsDoc, benchConnections},
-	{"bench-collector", "a collector in its own process for bench-connections --collector-dir", benchCollectorDoc, benchCollectorMode},
+	{"version", "print the version", versionDoc, versionMode},
+}
+
+// movedModes are the benchmark modes fleetsim had, and their names in
+// collectorbench.
+var movedModes = map[string]string{"bench-ingest": "ingest", "bench-connections": "connections", "bench-collector": "collector"}
+
+const versionDoc = "Prints \"fleetsim VERSION\".\n"
+
+// versionMode is "fleetsim version".
+func versionMode(_ context.Context, args []string, stdout, _ io.Writer) error {
+	if err := parse(newFlags("version", versionDoc, stdout), args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "fleetsim %s\n", version)
+	return nil
 }
 
 func main() {
@@ -50,7 +70,9 @@ func overview(w io.Writer) {
 	for _, m := range modes {
 		fmt.Fprintf(w, "  %-18s %s\n", m.name, m.summary)
 	}
-	fmt.Fprintf(w, "\nRun 'fleetsim MODE --help' for a mode's flags.\n")
+	fmt.Fprintf(w, "\nRun 'fleetsim MODE --help' for a mode's flags. The collector benchmarks\n"+
+		"(formerly fleetsim bench-ingest, bench-connections, bench-collector) are\n"+
+		"collectorbench (server/cmd/collectorbench).\n")
 }
 
 // dispatch runs one command line and returns the exit status.
@@ -86,6 +108,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stderr, "fleetsim %s: %v\n", m.name, err)
 			return 1
 		}
+	}
+	if to, ok := movedModes[args[0]]; ok {
+		fmt.Fprintf(stderr, "fleetsim: %s moved to 'collectorbench %s' (server/cmd/collectorbench)\n", args[0], to)
+		return 2
 	}
 	fmt.Fprintf(stderr, "fleetsim: unknown mode %q; run 'fleetsim help'\n", args[0])
 	return 2

@@ -8,7 +8,7 @@ import (
 )
 
 // TestDispatch: help lists every mode, each mode's --help documents its
-// flags, and mistakes are usage errors (status 2) that say what is wrong.
+// flags, version prints the version, and mistakes are usage errors (status 2) that say what is wrong.
 func TestDispatch(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -16,17 +16,17 @@ func TestDispatch(t *testing.T) {
 		out  string // in stdout
 		err  string // in stderr
 	}{
-		{[]string{"help"}, 0, "bench-connections", ""},
+		{[]string{"help"}, 0, "version", ""},
 		{nil, 2, "Modes:", ""},
+		{[]string{"version"}, 0, "fleetsim dev\n", ""},
+		{[]string{"version", "extra"}, 2, "", "unexpected argument"},
 		{[]string{"run", "--help"}, 0, "--enrollment-secret", ""},
-		{[]string{"bench-ingest", "--help"}, 0, "store.Ingest", ""},
-		{[]string{"bench-connections", "--help"}, 0, "--p99", ""},
-		{[]string{"help", "bench-connections"}, 0, "--steps", ""},
+		{[]string{"help", "run"}, 0, "--ca-cert", ""},
 		{[]string{"nope"}, 2, "", `unknown mode "nope"`},
+		{[]string{"bench-ingest"}, 2, "", "moved to 'collectorbench ingest'"},
 		{[]string{"run"}, 2, "", "--address is required"},
 		{[]string{"run", "--address", "x:1", "--ca-cert", "c", "--enrollment-secret", "s", "--hosts", "0"}, 2, "", "--hosts 0"},
-		{[]string{"bench-connections", "--database-url", "postgres://x", "--steps", "10,5"}, 2, "", "increasing"},
-		{[]string{"bench-ingest", "--bogus"}, 2, "", "not defined"},
+		{[]string{"run", "--bogus"}, 2, "", "not defined"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := dispatch(context.Background(), tc.args, &stdout, &stderr)
@@ -35,4 +35,25 @@ func TestDispatch(t *testing.T) {
 				tc.args, code, stdout.String(), stderr.String(), tc.code, tc.out, tc.err)
 		}
 	}
+}
+
+// TestLogonTypeText: the table names logon types as every other surface
+// does (pb.LogonTypeName: rdp, not remote-interactive), "-" when absent.
+func TestLogonTypeText(t *testing.T) {
+	n := func(v uint32) *uint32 { return &v }
+	for _, tc := range []struct {
+		raw  *uint32
+		want string
+	}{{nil, "-"}, {n(0), "system"}, {n(2), "interactive"}, {n(10), "rdp"}, {n(11), "cached-interactive"}, {n(1), "unknown(1)"}, {n(99), "unknown(99)"}} {
+		if got := logonTypeText(tc.raw); got != tc.want {
+			t.Errorf("logonTypeText(%v) = %q; want %q", deref(tc.raw), got, tc.want)
+		}
+	}
+}
+
+func deref(p *uint32) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

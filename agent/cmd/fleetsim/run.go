@@ -19,8 +19,8 @@ import (
 	"github.com/sessionaudit/sessionaudit/agent/fleet"
 	"github.com/sessionaudit/sessionaudit/agent/simulate"
 	"github.com/sessionaudit/sessionaudit/agent/uplink"
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
-	"github.com/sessionaudit/sessionaudit/server/pki"
 )
 
 const runDoc = `Simulated agents enroll with an enrollment secret, report a simulated
@@ -225,7 +225,7 @@ func printPresence(out io.Writer, got []fleet.Observed) {
 	for _, o := range got {
 		if o.Kind == fleet.Logon {
 			nl++
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Key, dash(o.Account), dash(o.LogonType), dash(o.Package),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Key, dash(o.Account), logonTypeText(o.LogonTypeRaw), dash(o.Package),
 				o.Start.UTC().Format("2006-01-02 15:04"), endText(o))
 		}
 	}
@@ -240,6 +240,15 @@ func printPresence(out io.Writer, got []fleet.Observed) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(out, "\n%d logon sessions and %d SMB sessions.\n", nl, ns)
+}
+
+// logonTypeText names a raw Win32_LogonSession.LogonType as every surface
+// does (pb.LogonTypeName), "-" when absent.
+func logonTypeText(raw *uint32) string {
+	if raw == nil {
+		return "-"
+	}
+	return pb.LogonTypeName(*raw)
 }
 
 func dash(s string) string {
@@ -262,7 +271,7 @@ func analystConn(address, serverName string, pool *x509.CertPool) (*grpc.ClientC
 	if serverName == "" {
 		serverName, _, _ = net.SplitHostPort(address)
 	}
-	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLSConfig(pool, serverName, nil))))
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(identity.ClientTLSConfig(pool, serverName, nil))))
 	if err != nil {
 		return nil, fmt.Errorf("connection to the collector at %s: %w", address, err)
 	}

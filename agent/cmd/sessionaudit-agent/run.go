@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/sessionaudit/sessionaudit/agent"
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	"github.com/sessionaudit/sessionaudit/agent/config"
 	"github.com/sessionaudit/sessionaudit/agent/fixture"
@@ -111,7 +110,7 @@ func (f *runFlags) layers(policy, installer config.Layer) []config.Layer {
 func (f *runFlags) newSource(s config.Settings, clk clock.Clock) (source.Source, error) {
 	switch f.source {
 	case sourceWMI:
-		src, err := wmi.New(wmi.Options{Disabled: s.DisabledClasses(), AgentVersion: agent.Version, Clock: clk})
+		src, err := wmi.New(wmi.Options{Disabled: s.DisabledClasses(), AgentVersion: version, Clock: clk})
 		if err != nil {
 			return nil, fmt.Errorf("WMI source: %w", err)
 		}
@@ -120,7 +119,7 @@ func (f *runFlags) newSource(s config.Settings, clk clock.Clock) (source.Source,
 		return fixture.Open(f.fixture, fixture.Options{AtEnd: fixture.Loop, Clock: clk})
 	default:
 		p, _ := simulate.ParseProfile(f.profile)
-		return simulate.New(simulate.Config{Seed: f.seed, Profile: p, Clock: clk, AgentVersion: agent.Version})
+		return simulate.New(simulate.Config{Seed: f.seed, Profile: p, Clock: clk, AgentVersion: version})
 	}
 }
 
@@ -162,7 +161,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		defer src.Close()
 		log.Info("session source ready", "source", f.source, "fixture", f.fixture, "service", asService)
 		err = run.Run(ctx, run.Options{
-			Source: src, Watcher: watcher, StateDir: f.stateDir, Clock: clk, Logger: log, LogLevel: level,
+			Source: src, Watcher: watcher, StateDir: f.stateDir, Clock: clk, Logger: log, LogLevel: level, Version: version,
 		})
 		if err != nil {
 			log.Error("cannot start", "err", err)
@@ -269,6 +268,6 @@ func cmdSettings(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdVersion(stdout io.Writer) error {
-	_, err := fmt.Fprintf(stdout, "sessionaudit-agent %s %s/%s %s\n", agent.Version, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	_, err := fmt.Fprintf(stdout, "sessionaudit-agent %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	return err
 }

@@ -29,15 +29,18 @@ type EnrollRequest struct {
 	// One of the collector's active enrollment secrets, as an admin created it.
 	EnrollmentSecret string `protobuf:"bytes,1,opt,name=enrollment_secret,json=enrollmentSecret,proto3" json:"enrollment_secret,omitempty"`
 	// A PKCS#10 certificate signing request, DER-encoded, for the key the agent
-	// made (ECDSA P-256 or Ed25519). Its subject is ignored.
+	// made: ECDSA P-256 from current agents (proto/identity.NewAgentKeyAndCSR);
+	// the CA also accepts ECDSA P-384, Ed25519 and RSA 2048 to 4096 bits. Its
+	// subject is ignored.
 	CsrDer []byte `protobuf:"bytes,2,opt,name=csr_der,json=csrDer,proto3" json:"csr_der,omitempty"`
 	// The host's identity and facts; machine_guid is required.
 	Host *Host `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
 	// Instead of a secret, after the agent's certificate expired: that
 	// certificate, DER-encoded...
 	PreviousCertificateDer []byte `protobuf:"bytes,4,opt,name=previous_certificate_der,json=previousCertificateDer,proto3" json:"previous_certificate_der,omitempty"`
-	// ...and a signature by its key over csr_der, proving the agent still
-	// holds it (see server/pki.SignRenewalProof).
+	// ...and a signature by its key over csr_der (with a fixed context
+	// prefix), proving the agent still holds it: made by
+	// proto/identity.SignRenewalProof, checked by VerifyRenewalSignature.
 	RenewalProof  []byte `protobuf:"bytes,5,opt,name=renewal_proof,json=renewalProof,proto3" json:"renewal_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,6 +1,9 @@
 package sessionauditv1
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestLogonTypeFromWMI(t *testing.T) {
 	tests := []struct {
@@ -62,6 +65,25 @@ func TestServerSessionTypeFromWMI(t *testing.T) {
 		back, ok := got.WMIValue()
 		if wantOK := tt.want != ServerSessionType_SERVER_SESSION_TYPE_UNSPECIFIED; ok != wantOK || (ok && back != tt.raw) {
 			t.Errorf("%v.WMIValue() = %d, %v; want %d, %v", got, back, ok, tt.raw, wantOK)
+		}
+	}
+}
+
+func TestParseLogonType(t *testing.T) {
+	for in, want := range map[string]LogonType{
+		"rdp": LogonType_LOGON_TYPE_REMOTE_INTERACTIVE, "RDP": LogonType_LOGON_TYPE_REMOTE_INTERACTIVE,
+		"10": LogonType_LOGON_TYPE_REMOTE_INTERACTIVE, "LOGON_TYPE_SERVICE": LogonType_LOGON_TYPE_SERVICE,
+		"remote_interactive": LogonType_LOGON_TYPE_REMOTE_INTERACTIVE, "0": LogonType_LOGON_TYPE_SYSTEM,
+		"network-cleartext": LogonType_LOGON_TYPE_NETWORK_CLEARTEXT,
+	} {
+		got, err := ParseLogonType(in)
+		if err != nil || got != want {
+			t.Errorf("ParseLogonType(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "1", "14", "rdp2", "-1", "1e1"} {
+		if _, err := ParseLogonType(bad); err == nil || !strings.Contains(err.Error(), "logon type") {
+			t.Errorf("ParseLogonType(%q) err = %v", bad, err)
 		}
 	}
 }

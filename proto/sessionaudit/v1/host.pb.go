@@ -24,11 +24,20 @@ const (
 
 // Host identifies a Windows host and carries the facts an analyst needs next
 // to its sessions.
+//
+// Strings (proto/limits): the collector refuses a report or an Enroll
+// carrying one longer than its bound (server.Config.MaxStringBytes, 4096
+// bytes by default), naming the field; the store keeps at most
+// limits.MaxStringBytes (1024) bytes and truncates a longer one (with a note
+// when it comes in a report; silently at enrollment).
 type Host struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The machine GUID (HKLM\SOFTWARE\Microsoft\Cryptography\MachineGuid), the
-	// host's stable identity; lower-case, without braces. Bound into the agent's
-	// certificate at enrollment.
+	// host's stable identity; lower-case, without braces, 8-4-4-4-12 hex digits,
+	// not the nil UUID: the one form of proto/identity (ParseMachineGUID), which
+	// the agent, the collector and the store all apply. Bound into the agent's
+	// certificate at enrollment; in a report, one that differs from the
+	// certificate's (after normalising) is refused.
 	MachineGuid string `protobuf:"bytes,1,opt,name=machine_guid,json=machineGuid,proto3" json:"machine_guid,omitempty"`
 	// Win32_ComputerSystem.DNSHostName, else Name (CIM string).
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`

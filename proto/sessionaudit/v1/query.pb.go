@@ -24,16 +24,25 @@ const (
 )
 
 // SessionEnd says when an interval ended, and how precisely it is known.
+//
+// Both times are reports' taken_at: the host's clock (UTC), as the agent
+// reported it, not when the collector received anything (compare
+// HostStatus.first_seen and last_seen, which are the collector's clock).
 type SessionEnd struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The last report in which the session was present.
+	// The taken_at (host's clock) of the last report in which the session was
+	// present, counting only reports whose list of the session's class was
+	// complete (or the session's start, when that is later). While the session
+	// is open: the taken_at of the host's latest such report, absent when none
+	// is stored yet.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	// The first report in which it was absent (or the new boot): the session
+	// The taken_at (host's clock) of the first report in which the session was
+	// absent, or the host's new boot time when a reboot ended it: the session
 	// ended after last_seen and before end_before. Absent while the session is
 	// open.
 	EndBefore *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_before,json=endBefore,proto3" json:"end_before,omitempty"`
 	// True while the session is open (last_seen is then the host's latest
-	// report).
+	// complete report, as above).
 	Open          bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -161,6 +170,11 @@ type LogonSessionInterval struct {
 	Host *HostRef `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
 	// The boot of the host the session belongs to: the host's last_boot_time
 	// (Win32_OperatingSystem.LastBootUpTime, UTC) while the session was seen.
+	// When the boot time was not known (no report of the host had carried one
+	// yet), this is 1970-01-01T00:00:00Z, the store's stand-in for "unknown",
+	// not an absent field; an open session moves to the real boot time once a
+	// report gives it, an interval that ended before that keeps the stand-in.
+	// (Host.last_boot_time in ListHosts is absent instead.)
 	BootTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=boot_time,json=bootTime,proto3" json:"boot_time,omitempty"`
 	// The session's properties as last reported (start_time is the start).
 	Session *LogonSession `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
@@ -306,11 +320,14 @@ func (x *ServerSessionInterval) GetEnd() *SessionEnd {
 type WhoWasOnRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Host name (case-insensitive, as reported, with or without domain) or
-	// machine GUID. Required.
+	// machine GUID. Required. A name that several hosts share selects them all;
+	// one that matches no host gives an empty answer, not an error.
 	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
 	// The moment. Required.
 	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
-	// Page size, at most 1000; 0 means 100.
+	// Page size: logon and server sessions counted together (a page holds at
+	// most this many of both lists combined), at most limits.MaxPageSize
+	// (1000); 0 means limits.DefaultPageSize (100).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -379,9 +396,9 @@ func (x *WhoWasOnRequest) GetPageToken() string {
 // WhoWasOnResponse lists the sessions open at that moment.
 type WhoWasOnResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Logon sessions open at `at`.
+	// Logon sessions open at `at` (this page's share of the merged order).
 	LogonSessions []*LogonSessionInterval `protobuf:"bytes,1,rep,name=logon_sessions,json=logonSessions,proto3" json:"logon_sessions,omitempty"`
-	// Server sessions open at `at`.
+	// Server sessions open at `at` (this page's share of the merged order).
 	ServerSessions []*ServerSessionInterval `protobuf:"bytes,2,rep,name=server_sessions,json=serverSessions,proto3" json:"server_sessions,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -445,11 +462,13 @@ type AccountTimelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "DOMAIN\name" (case-insensitive). Required.
 	Account string `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
-	// Start of the range. Required.
+	// Start of the range, inclusive. Required.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// End of the range; at most 400 days after start_time. Required.
+	// End of the range, exclusive; after start_time and at most
+	// limits.MaxQuerySpanDays (400) days after it. Required.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Page size, at most 1000; 0 means 100.
+	// Page size, at most limits.MaxPageSize (1000); 0 means
+	// limits.DefaultPageSize (100).
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -588,11 +607,13 @@ type ListLogonSessionsRequest struct {
 	LogonTypes []LogonType `protobuf:"varint,3,rep,packed,name=logon_types,json=logonTypes,proto3,enum=sessionaudit.v1.LogonType" json:"logon_types,omitempty"`
 	// Only this authentication package (case-insensitive); empty means all.
 	AuthenticationPackage string `protobuf:"bytes,4,opt,name=authentication_package,json=authenticationPackage,proto3" json:"authentication_package,omitempty"`
-	// Start of the range. Required.
+	// Start of the range, inclusive. Required.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// End of the range; at most 400 days after start_time. Required.
+	// End of the range, exclusive; after start_time and at most
+	// limits.MaxQuerySpanDays (400) days after it. Required.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Page size, at most 1000; 0 means 100.
+	// Page size, at most limits.MaxPageSize (1000); 0 means
+	// limits.DefaultPageSize (100).
 	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -748,15 +769,19 @@ type ListServerSessionsRequest struct {
 	// empty means all. With no filter at all, every server session of the
 	// range is listed.
 	FromComputer string `protobuf:"bytes,1,opt,name=from_computer,json=fromComputer,proto3" json:"from_computer,omitempty"`
-	// Remote user (Win32_ServerSession.UserName, case-insensitive).
+	// Remote user (Win32_ServerSession.UserName, case-insensitive, whole
+	// value); empty means any.
 	UserName string `protobuf:"bytes,2,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
-	// The host the sessions were held to (name or machine GUID).
+	// The host the sessions were held to (name, case-insensitive, with or
+	// without domain, or machine GUID); empty means any.
 	ToHost string `protobuf:"bytes,3,opt,name=to_host,json=toHost,proto3" json:"to_host,omitempty"`
-	// Start of the range. Required.
+	// Start of the range, inclusive. Required.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// End of the range; at most 400 days after start_time. Required.
+	// End of the range, exclusive; after start_time and at most
+	// limits.MaxQuerySpanDays (400) days after it. Required.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Page size, at most 1000; 0 means 100.
+	// Page size, at most limits.MaxPageSize (1000); 0 means
+	// limits.DefaultPageSize (100).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -907,9 +932,10 @@ type ListOpenSessionsRequest struct {
 	AuthenticationPackage string `protobuf:"bytes,2,opt,name=authentication_package,json=authenticationPackage,proto3" json:"authentication_package,omitempty"`
 	// Only this host (name or machine GUID); empty means all.
 	Host string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
-	// Only this account, "DOMAIN\name"; empty means all.
+	// Only this account, "DOMAIN\name" (case-insensitive); empty means all.
 	Account string `protobuf:"bytes,4,opt,name=account,proto3" json:"account,omitempty"`
-	// Page size, at most 1000; 0 means 100.
+	// Page size, at most limits.MaxPageSize (1000); 0 means
+	// limits.DefaultPageSize (100).
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -1050,7 +1076,8 @@ type ListHostsRequest struct {
 	// Only hosts whose last report was received longer ago than this (by the
 	// collector's clock); must be positive; absent means all hosts.
 	StaleAfter *durationpb.Duration `protobuf:"bytes,1,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
-	// Page size, at most 1000; 0 means 100.
+	// Page size, at most limits.MaxPageSize (1000); 0 means
+	// limits.DefaultPageSize (100).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -1114,12 +1141,14 @@ type HostStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The host's identity and facts as last reported.
 	Host *Host `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
-	// When the collector received the first report for the host, by the
-	// collector's clock (not the report's taken_at).
+	// When the collector first knew the host, by the collector's clock (not a
+	// report's taken_at, which is the host's clock): normally the first
+	// enrollment naming its machine GUID, else the first batch received for it.
 	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
-	// When the collector received the latest report for the host, by the
-	// collector's clock (not the report's taken_at); stale_after compares
-	// against it.
+	// When the collector last received a batch for the host, by the
+	// collector's clock at receipt (not a report's taken_at, the host's clock,
+	// which SessionEnd.last_seen carries); its enrollment time until the first
+	// batch. stale_after compares against it.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// The agent that reported last (the id Enroll assigned).
 	AgentId string `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`

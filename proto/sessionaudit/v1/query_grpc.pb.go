@@ -37,37 +37,53 @@ const (
 // role reader or admin) or a client certificate from the analyst CA. Agent
 // certificates are refused.
 //
-// Every list is bounded by a time range (the collector refuses an open or
-// inverted one), ordered deterministically, and paginated: page_size is at
-// most 1000 (0 means 100); pass next_page_token back as page_token, with the
-// other fields unchanged, for the next page; an empty next_page_token means
-// the last page.
+// Time: AccountTimeline, ListLogonSessions and ListServerSessions take a
+// range, start_time to end_time (sessions that overlap [start_time,
+// end_time) are listed); both are required, end_time must be after
+// start_time and at most limits.MaxQuerySpanDays (400) days after it
+// (proto/limits; the collector refuses an open, inverted or longer range).
+// WhoWasOn takes one moment (at); ListOpenSessions and ListHosts take no
+// time at all: they answer about now.
+//
+// Every list is ordered deterministically (each RPC says how) and
+// paginated: page_size 0 means limits.DefaultPageSize (100), at most
+// limits.MaxPageSize (1000), and a negative one is refused; pass
+// next_page_token back as page_token, with the other fields unchanged, for
+// the next page; an empty next_page_token means the last page. String
+// parameters are at most 1024 bytes, without NUL.
 //
 // Errors common to all: UNAUTHENTICATED without a valid token or certificate;
 // PERMISSION_DENIED for an agent certificate; INVALID_ARGUMENT for a bad
-// parameter, naming it (a malformed account, a range over the limit, a page
-// token from another query); UNAVAILABLE when the store is down.
+// parameter, naming it as this file does (a malformed account, a range over
+// the limit, a page size out of range, a page token from another query);
+// DEADLINE_EXCEEDED when the query ran longer than the collector's query
+// timeout (narrow it); UNAVAILABLE when the store is down.
 type QueryServiceClient interface {
 	// WhoWasOn lists the logon and server sessions open on one host at one
-	// moment, ordered by start.
+	// moment, including those whose end is uncertain around it (the moment lies
+	// after SessionEnd.last_seen but before end_before), ordered by start (a
+	// logon session before a server session with the same start), then by the
+	// store's row id. Takes no time range.
 	WhoWasOn(ctx context.Context, in *WhoWasOnRequest, opts ...grpc.CallOption) (*WhoWasOnResponse, error)
 	// AccountTimeline lists every logon session of one account, fleet-wide,
-	// that overlaps a time range, ordered by start.
+	// that overlaps a time range, ordered by start, then by the store's row id.
 	AccountTimeline(ctx context.Context, in *AccountTimelineRequest, opts ...grpc.CallOption) (*AccountTimelineResponse, error)
 	// ListLogonSessions lists logon sessions that overlap a time range,
 	// fleet-wide or on one host, filtered by account, logon type or
-	// authentication package, ordered by start: a host's timeline, or an
-	// export of a range.
+	// authentication package, ordered by start, then by the store's row id: a
+	// host's timeline, or an export of a range.
 	ListLogonSessions(ctx context.Context, in *ListLogonSessionsRequest, opts ...grpc.CallOption) (*ListLogonSessionsResponse, error)
 	// ListServerSessions lists server (SMB) sessions, fleet-wide, that overlap
 	// a time range, from a remote computer and/or by a remote user and/or to a
-	// host (no filter: all of them, an export), ordered by start.
+	// host (no filter: all of them, an export), ordered by start, then by the
+	// store's row id.
 	ListServerSessions(ctx context.Context, in *ListServerSessionsRequest, opts ...grpc.CallOption) (*ListServerSessionsResponse, error)
 	// ListOpenSessions lists logon sessions open now, fleet-wide, with filters,
-	// ordered by host and start.
+	// ordered by start, then by the store's row id (not grouped by host). Takes
+	// no time range.
 	ListOpenSessions(ctx context.Context, in *ListOpenSessionsRequest, opts ...grpc.CallOption) (*ListOpenSessionsResponse, error)
 	// ListHosts lists hosts with their last report, staleness and session
-	// counts, ordered by host name.
+	// counts, ordered by machine GUID (not by host name). Takes no time range.
 	ListHosts(ctx context.Context, in *ListHostsRequest, opts ...grpc.CallOption) (*ListHostsResponse, error)
 }
 
@@ -149,37 +165,53 @@ func (c *queryServiceClient) ListHosts(ctx context.Context, in *ListHostsRequest
 // role reader or admin) or a client certificate from the analyst CA. Agent
 // certificates are refused.
 //
-// Every list is bounded by a time range (the collector refuses an open or
-// inverted one), ordered deterministically, and paginated: page_size is at
-// most 1000 (0 means 100); pass next_page_token back as page_token, with the
-// other fields unchanged, for the next page; an empty next_page_token means
-// the last page.
+// Time: AccountTimeline, ListLogonSessions and ListServerSessions take a
+// range, start_time to end_time (sessions that overlap [start_time,
+// end_time) are listed); both are required, end_time must be after
+// start_time and at most limits.MaxQuerySpanDays (400) days after it
+// (proto/limits; the collector refuses an open, inverted or longer range).
+// WhoWasOn takes one moment (at); ListOpenSessions and ListHosts take no
+// time at all: they answer about now.
+//
+// Every list is ordered deterministically (each RPC says how) and
+// paginated: page_size 0 means limits.DefaultPageSize (100), at most
+// limits.MaxPageSize (1000), and a negative one is refused; pass
+// next_page_token back as page_token, with the other fields unchanged, for
+// the next page; an empty next_page_token means the last page. String
+// parameters are at most 1024 bytes, without NUL.
 //
 // Errors common to all: UNAUTHENTICATED without a valid token or certificate;
 // PERMISSION_DENIED for an agent certificate; INVALID_ARGUMENT for a bad
-// parameter, naming it (a malformed account, a range over the limit, a page
-// token from another query); UNAVAILABLE when the store is down.
+// parameter, naming it as this file does (a malformed account, a range over
+// the limit, a page size out of range, a page token from another query);
+// DEADLINE_EXCEEDED when the query ran longer than the collector's query
+// timeout (narrow it); UNAVAILABLE when the store is down.
 type QueryServiceServer interface {
 	// WhoWasOn lists the logon and server sessions open on one host at one
-	// moment, ordered by start.
+	// moment, including those whose end is uncertain around it (the moment lies
+	// after SessionEnd.last_seen but before end_before), ordered by start (a
+	// logon session before a server session with the same start), then by the
+	// store's row id. Takes no time range.
 	WhoWasOn(context.Context, *WhoWasOnRequest) (*WhoWasOnResponse, error)
 	// AccountTimeline lists every logon session of one account, fleet-wide,
-	// that overlaps a time range, ordered by start.
+	// that overlaps a time range, ordered by start, then by the store's row id.
 	AccountTimeline(context.Context, *AccountTimelineRequest) (*AccountTimelineResponse, error)
 	// ListLogonSessions lists logon sessions that overlap a time range,
 	// fleet-wide or on one host, filtered by account, logon type or
-	// authentication package, ordered by start: a host's timeline, or an
-	// export of a range.
+	// authentication package, ordered by start, then by the store's row id: a
+	// host's timeline, or an export of a range.
 	ListLogonSessions(context.Context, *ListLogonSessionsRequest) (*ListLogonSessionsResponse, error)
 	// ListServerSessions lists server (SMB) sessions, fleet-wide, that overlap
 	// a time range, from a remote computer and/or by a remote user and/or to a
-	// host (no filter: all of them, an export), ordered by start.
+	// host (no filter: all of them, an export), ordered by start, then by the
+	// store's row id.
 	ListServerSessions(context.Context, *ListServerSessionsRequest) (*ListServerSessionsResponse, error)
 	// ListOpenSessions lists logon sessions open now, fleet-wide, with filters,
-	// ordered by host and start.
+	// ordered by start, then by the store's row id (not grouped by host). Takes
+	// no time range.
 	ListOpenSessions(context.Context, *ListOpenSessionsRequest) (*ListOpenSessionsResponse, error)
 	// ListHosts lists hosts with their last report, staleness and session
-	// counts, ordered by host name.
+	// counts, ordered by machine GUID (not by host name). Takes no time range.
 	ListHosts(context.Context, *ListHostsRequest) (*ListHostsResponse, error)
 	mustEmbedUnimplementedQueryServiceServer()
 }

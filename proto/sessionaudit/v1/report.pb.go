@@ -89,6 +89,10 @@ func (CollectionErrorKind) EnumDescriptor() ([]byte, []int) {
 }
 
 // CollectionError is a problem met while taking a snapshot.
+//
+// Its strings are bounded as every string of a report is (see Report): the
+// collector refuses one above its bound, the store keeps at most
+// limits.MaxStringBytes (1024) bytes (proto/limits).
 type CollectionError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What went wrong.
@@ -199,7 +203,10 @@ type Snapshot struct {
 	// Complete unless errors name Win32_LogonSession with an incomplete kind;
 	// then the collector keeps what it knew of the class. When
 	// Win32_LoggedOnUser failed, a missing account means "unknown", not "none",
-	// and the collector keeps the account it knew.
+	// and the collector keeps the account it knew. Each logon_id is at most
+	// limits.MaxKeyBytes (128) bytes (proto/limits): the collector refuses a
+	// longer one, naming the field (snapshot.logon_sessions[i].logon_id), and
+	// never truncates it.
 	LogonSessions []*LogonSession `protobuf:"bytes,3,rep,name=logon_sessions,json=logonSessions,proto3" json:"logon_sessions,omitempty"`
 	// Every instance of Win32_ServerSession. Complete unless errors name
 	// Win32_ServerSession with an incomplete kind (see logon_sessions).
@@ -295,8 +302,13 @@ type Delta struct {
 	// The host's facts, present only when one of them changed.
 	Host *Host `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
 	// Logon sessions that appeared, or whose properties changed (full values).
+	// Each logon_id is at most limits.MaxKeyBytes (128) bytes, as in
+	// Snapshot.logon_sessions: a longer one is refused, naming the field
+	// (delta.logon_sessions_upserted[i].logon_id), never truncated.
 	LogonSessionsUpserted []*LogonSession `protobuf:"bytes,4,rep,name=logon_sessions_upserted,json=logonSessionsUpserted,proto3" json:"logon_sessions_upserted,omitempty"`
-	// Logon sessions that are gone.
+	// Logon sessions that are gone. Each logon_id is at most
+	// limits.MaxKeyBytes (128) bytes: a longer one is refused, naming the field
+	// (delta.logon_sessions_ended[i].logon_id), never truncated.
 	LogonSessionsEnded []*LogonSessionKey `protobuf:"bytes,5,rep,name=logon_sessions_ended,json=logonSessionsEnded,proto3" json:"logon_sessions_ended,omitempty"`
 	// Server sessions that appeared, or whose properties changed (full values).
 	// A session whose start moved (a reconnect) is sent here again.
@@ -461,10 +473,18 @@ func (x *Heartbeat) GetTakenAt() *timestamppb.Timestamp {
 //
 // Limits the collector enforces on every report: at most 20,000 sessions
 // (logon and server, upserted and ended, together; the collector's
-// --max-sessions-per-snapshot), at most 100 collection errors, no string
-// longer than 4096 bytes (by default), and a taken_at between 1990-01-01 and
-// an hour ahead of the collector's clock. A report that breaks one makes the
-// whole batch fail with INVALID_ARGUMENT, naming the report and field.
+// --max-sessions-per-snapshot), at most 100 collection errors, a logon_id
+// of at most limits.MaxKeyBytes (128) bytes, no other string longer than the
+// collector's bound (server.Config.MaxStringBytes, 4096 bytes by default),
+// and a taken_at between 1990-01-01 and an hour ahead of the collector's
+// clock. A report that breaks one makes the whole batch fail with
+// INVALID_ARGUMENT, naming the report and field; nothing is truncated to fit.
+//
+// What the store then keeps: at most limits.MaxStringBytes (1024) bytes of
+// any string but logon_id (ServerSession.computer_name and user_name
+// included); a longer one, accepted under the collector's larger bound, is
+// stored truncated at a UTF-8 boundary, with a note that names the field.
+// The shared bounds are defined once in proto/limits.
 type Report struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Assigned by the agent, strictly increasing over the agent's life (it
@@ -566,12 +586,16 @@ type Report_Snapshot struct {
 }
 
 type Report_Delta struct {
-	// A change relative to the previous report.
+	// A change relative to the state after report base_sequence: the
+	// agent's last Snapshot or Delta. Heartbeats sent in between do not
+	// count, so the base is not necessarily the previous report.
 	Delta *Delta `protobuf:"bytes,3,opt,name=delta,proto3,oneof"`
 }
 
 type Report_Heartbeat struct {
-	// Nothing changed since the previous report.
+	// Nothing changed since the state after report base_sequence: the
+	// agent's last Snapshot or Delta, not the previous report when that was
+	// a Heartbeat.
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 

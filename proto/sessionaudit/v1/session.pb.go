@@ -187,6 +187,15 @@ func (ServerSessionType) EnumDescriptor() ([]byte, []int) {
 
 // Account is the account a logon session belongs to, taken from the
 // Win32_LoggedOnUser association (Antecedent, a reference to a Win32_Account).
+//
+// The store keeps one account per DOMAIN\name, compared case-insensitively:
+// in query answers, domain and name are spelled as first stored, and sid is
+// the first non-empty one any report gave.
+//
+// Strings (proto/limits): the collector refuses a report carrying one longer
+// than its bound (server.Config.MaxStringBytes, 4096 bytes by default),
+// naming the field; the store keeps at most limits.MaxStringBytes (1024)
+// bytes and truncates a longer one, with a note.
 type Account struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Win32_Account.Domain (CIM string): the NetBIOS domain, or the computer name
@@ -196,8 +205,10 @@ type Account struct {
 	// Win32_Account.Name (CIM string): the account name, as given: the Name key
 	// of the Antecedent's object path, unescaped, case kept.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// Win32_Account.SID (CIM string), "S-1-5-..." when the agent could resolve it;
-	// empty when unknown.
+	// Win32_Account.SID (CIM string), "S-1-5-...". Empty from current agents:
+	// they take the account from the Antecedent's object path, which carries
+	// only Domain and Name, and resolve no SID. Reserved for an agent that
+	// resolves it; the collector already stores and returns one when given.
 	Sid           string `protobuf:"bytes,3,opt,name=sid,proto3" json:"sid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -257,6 +268,12 @@ func (x *Account) GetSid() string {
 // LogonSession mirrors one instance of Win32_LogonSession (root\cimv2, provider
 // CIMWin32), property by property, plus the account joined from
 // Win32_LoggedOnUser. Datetimes are converted to UTC on the host.
+//
+// Strings (proto/limits): the collector refuses a report carrying one longer
+// than its bound (server.Config.MaxStringBytes, 4096 bytes by default),
+// naming the field; the store keeps at most limits.MaxStringBytes (1024)
+// bytes and truncates a longer one, with a note. logon_id is a key and bounded
+// more tightly (see it).
 type LogonSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// AuthenticationPackage (CIM string): the subsystem that authenticated the
@@ -277,7 +294,9 @@ type LogonSession struct {
 	// text), kept verbatim; never parsed, never empty (the agent drops a row
 	// without one, and a second row with the same LogonId). Unique only until
 	// the host reboots: the stable identity of a session is (host, boot time,
-	// logon_id).
+	// logon_id). At most limits.MaxKeyBytes (128) bytes (proto/limits): the
+	// collector refuses a longer one, naming the field, and never truncates it
+	// (a cut key could merge two sessions).
 	LogonId string `protobuf:"bytes,5,opt,name=logon_id,json=logonId,proto3" json:"logon_id,omitempty"`
 	// LogonType (CIM uint32), mapped to the enum; see logon_type_raw.
 	LogonType LogonType `protobuf:"varint,6,opt,name=logon_type,json=logonType,proto3,enum=sessionaudit.v1.LogonType" json:"logon_type,omitempty"`
@@ -413,7 +432,9 @@ func (x *LogonSession) GetAccount() *Account {
 // LogonSessionKey names a logon session of the current boot of a host.
 type LogonSessionKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Win32_LogonSession.LogonId, verbatim, as sent in LogonSession.logon_id.
+	// Win32_LogonSession.LogonId, verbatim, as sent in LogonSession.logon_id;
+	// at most limits.MaxKeyBytes (128) bytes (proto/limits), refused by the
+	// collector (naming the field) when longer, never truncated.
 	LogonId       string `protobuf:"bytes,1,opt,name=logon_id,json=logonId,proto3" json:"logon_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -459,6 +480,12 @@ func (x *LogonSessionKey) GetLogonId() string {
 // ServerSession mirrors one instance of Win32_ServerSession (root\cimv2,
 // provider SessionProvider): a session that a remote computer holds to this
 // host (SMB), property by property.
+//
+// Strings (proto/limits): the collector refuses a report carrying one longer
+// than its bound (server.Config.MaxStringBytes, 4096 bytes by default),
+// naming the field; the store keeps at most limits.MaxStringBytes (1024)
+// bytes and truncates a longer one, with a note. This holds for the keys
+// computer_name and user_name too.
 type ServerSession struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ActiveTime (CIM uint32, seconds): how long the session has existed. The
@@ -638,6 +665,9 @@ func (x *ServerSession) GetUserName() string {
 }
 
 // ServerSessionKey names a server session: the WMI keys of Win32_ServerSession.
+// Both strings are bounded as in ServerSession: refused above the
+// collector's bound, kept to limits.MaxStringBytes (1024) bytes by the store
+// (proto/limits).
 type ServerSessionKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Win32_ServerSession.ComputerName, as sent in ServerSession.computer_name.

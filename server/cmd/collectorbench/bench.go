@@ -79,7 +79,7 @@ func startBenchCollector(ctx context.Context, databaseURL, caDir string, maxConn
 		st.Close()
 		return nil, err
 	}
-	_, secret, err := st.CreateEnrollmentSecret(ctx, "fleetsim bench", 0, now.Add(24*time.Hour))
+	_, secret, err := st.CreateEnrollmentSecret(ctx, "collectorbench", 0, now.Add(24*time.Hour))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -100,7 +100,7 @@ func startBenchCollector(ctx context.Context, databaseURL, caDir string, maxConn
 // (writing it there otherwise).
 func benchCA(dir string, now time.Time) (*pki.CA, error) {
 	if dir == "" {
-		return pki.NewCA("fleetsim bench CA", 30*24*time.Hour, now)
+		return pki.NewCA("collectorbench CA", 30*24*time.Hour, now)
 	}
 	cert, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(cert); err == nil {
@@ -109,7 +109,7 @@ func benchCA(dir string, now time.Time) (*pki.CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench CA directory: %w", err)
 	}
-	ca, err := pki.NewCA("fleetsim bench CA", 30*24*time.Hour, now)
+	ca, err := pki.NewCA("collectorbench CA", 30*24*time.Hour, now)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ func stateRoot() (string, error) {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		base = "/dev/shm"
 	}
-	return os.MkdirTemp(base, "fleetsim-")
+	return os.MkdirTemp(base, "collectorbench-")
 }
 
 // percentile returns the p-th percentile (0 to 100) of sorted durations.

@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-const benchCollectorDoc = `A collector for bench-connections in a process of its own, so that its RSS
+const benchCollectorDoc = `A collector for 'connections --collector-dir' in a process of its own, so that its RSS
 and CPU are measured apart from the agents', and each process has its own
 open files limit. It serves on a free loopback port with TLS and writes into
 --dir: ca.crt (the CA agents trust), address, secret (an unlimited
@@ -21,9 +21,9 @@ the collector's defaults except --max-connections and the enrollment rate
 measured).
 `
 
-// benchCollectorMode is "fleetsim bench-collector".
+// benchCollectorMode is "collectorbench collector".
 func benchCollectorMode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench-collector", benchCollectorDoc, stdout)
+	fs := newFlags("collector", benchCollectorDoc, stdout)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of a database the benchmark may fill (env DATABASE_URL; required)")
 	dir := fs.String("dir", "", "directory for ca.crt, ca.key, address, secret and pid (required; reused: the same CA)")
 	maxConns := fs.Int("max-connections", 100000, "the collector's MaxConnections")
@@ -54,18 +54,18 @@ func benchCollectorMode(ctx context.Context, args []string, stdout, stderr io.Wr
 	return nil
 }
 
-// externalCollector is a bench-collector running in another process.
+// externalCollector is a "collectorbench collector" running in another process.
 type externalCollector struct {
 	addr, secret string
 	pid          int
 }
 
-// readExternalCollector reads what bench-collector wrote into dir.
+// readExternalCollector reads what "collectorbench collector" wrote into dir.
 func readExternalCollector(dir string) (*externalCollector, error) {
 	read := func(name string) (string, error) {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			return "", fmt.Errorf("bench collector's %s (is 'fleetsim bench-collector --dir %s' running?): %w", name, dir, err)
+			return "", fmt.Errorf("bench collector's %s (is 'collectorbench collector --dir %s' running?): %w", name, dir, err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}

@@ -38,14 +38,14 @@ Connections come from --sources loopback source addresses (127.0.0.2, ...)
 so that ephemeral ports do not run out; RLIMIT_NOFILE is raised (both ends
 of every connection are in this process). Agents, collector and PostgreSQL
 share the machine. With --collector-dir the collector runs in its own
-process (fleetsim bench-collector) and its RSS and CPU are reported apart;
+process (collectorbench collector) and its RSS and CPU are reported apart;
 otherwise they are this whole process's.
 Keys and certificates go under /dev/shm when it exists.
 `
 
-// benchConnections is "fleetsim bench-connections".
+// benchConnections is "collectorbench connections".
 func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench-connections", benchConnectionsDoc, stdout)
+	fs := newFlags("connections", benchConnectionsDoc, stdout)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of a database the benchmark may fill (env DATABASE_URL; required)")
 	stepsFlag := fs.String("steps", "1000,2500,5000,10000,20000,30000,40000,50000", "comma-separated agent counts to reach, increasing")
 	interval := fs.Duration("interval", time.Minute, "time between two heartbeats of one agent (the poll interval)")
@@ -56,7 +56,7 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 	workers := fs.Int("workers", 16, "agents enrolling and connecting at once during a ramp")
 	budget := fs.Duration("budget", 5*time.Minute, "longest total run; the step running then is reported as unfinished")
 	maxConns := fs.Int("max-connections", 100000, "the collector's MaxConnections")
-	collectorDir := fs.String("collector-dir", "", "use the collector 'fleetsim bench-collector --dir DIR' runs in another process "+
+	collectorDir := fs.String("collector-dir", "", "use the collector 'collectorbench collector --dir DIR' runs in another process "+
 		"(its RSS and CPU are then reported apart); default a collector in this process")
 	stateDir := fs.String("state-dir", "", "keep the agents' identities here, to reuse them in a later run against the same database "+
 		"(enrollment is then skipped); default a temporary directory under /dev/shm, removed at exit")
@@ -87,7 +87,7 @@ func benchConnections(ctx context.Context, args []string, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "open files limit %d; %d source addresses; interval %v ±%.0f%%; hold %v per step; bound p99 ≤ %v\n",
 		limit, *sources, *interval, 100**jitter, *hold, *bound)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	// The collector: in this process, or bench-collector's.
+	// The collector: in this process, or collectorbench collector's.
 	var target benchTarget
 	collectorPID := os.Getpid()
 	if *collectorDir != "" {
@@ -247,7 +247,7 @@ func (r *recorder) take() ([]time.Duration, int, error) {
 	return lat, errs, first
 }
 
-// benchTarget is where bench-connections' agents go.
+// benchTarget is where the connections benchmark's agents go.
 type benchTarget struct {
 	addr, secret string
 	pool         *x509.CertPool

@@ -41,9 +41,9 @@ The collector runs in this process: the RSS reported is the whole process
 The machine's two cores are shared by agents, collector and PostgreSQL.
 `
 
-// benchIngest is "fleetsim bench-ingest".
+// benchIngest is "collectorbench ingest".
 func benchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench-ingest", benchIngestDoc, stdout)
+	fs := newFlags("ingest", benchIngestDoc, stdout)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of a database the benchmark may fill (env DATABASE_URL; required)")
 	agents := fs.Int("agents", 200, "number of concurrent agents")
 	history := fs.Duration("history", 24*time.Hour, "simulated history each agent pre-generates (one report per minute)")
@@ -173,7 +173,7 @@ func benchProfiles(n int) []simulate.Profile {
 	return out
 }
 
-// ingestMeasure counts what one phase of bench-ingest delivered.
+// ingestMeasure counts what one phase of the ingest benchmark delivered.
 type ingestMeasure struct {
 	batches, reports, changes, errors atomic.Int64
 	firstErr                          atomic.Value

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -158,7 +159,20 @@ func (c *cli) commands() []*command {
 		c.secretCreateCommand(), c.secretListCommand(), c.secretRevokeCommand(),
 		c.agentListCommand(), c.agentDisableCommand(true), c.agentDisableCommand(false), c.agentAllowReenrollCommand(),
 		c.tokenCreateCommand(), c.tokenListCommand(), c.tokenRevokeCommand(),
+		c.versionCommand(),
 	}
+}
+
+func (c *cli) versionCommand() *command {
+	cmd := newCommand("version", "", "Print the collector's version, Go version and platform.")
+	cmd.run = func(ctx context.Context, c *cli, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Sprintf("unexpected arguments %q", args)}
+		}
+		_, err := fmt.Fprintf(c.stdout, "sessionaudit-collector %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return err
+	}
+	return cmd
 }
 
 func (c *cli) migrateCommand() *command {

@@ -214,7 +214,7 @@ func (c *cli) serve(ctx context.Context, cfg server.Config, o serveOptions) erro
 		webAddr = webLis.Addr().String()
 		go func() { webDone <- srv.ServeWeb(webLis, web.Handler()) }()
 	}
-	logger.Info("collector serving", "address", lis.Addr().String(), "http", webAddr, "metrics", o.metricsListen,
+	logger.Info("collector serving", "version", version, "address", lis.Addr().String(), "http", webAddr, "metrics", o.metricsListen,
 		"tls", !cfg.InsecurePlaintextDev, "reflection", cfg.EnableReflection, "retention", o.retention.String())
 
 	done := make(chan error, 1)

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	"github.com/sessionaudit/sessionaudit/proto/identity"
 
-	"github.com/sessionaudit/sessionaudit/agent"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/pki"
 	"google.golang.org/grpc"
@@ -43,7 +44,7 @@ type cli struct {
 	timeout                          time.Duration
 
 	out output
-	// pageSize is the largest page asked for; 0 means maxPageSize. Tests
+	// pageSize is the largest page asked for; 0 means limits.MaxPageSize. Tests
 	// make it small to page through few rows.
 	pageSize int
 }
@@ -152,13 +153,13 @@ func (c *cli) connect() (*client, error) {
 		}
 		creds = credentials.NewTLS(identity.ClientTLSConfig(roots, host, nil))
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithUserAgent("sessionaudit-cli/"+agent.Version))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithUserAgent("sessionaudit-cli/"+version))
 	if err != nil {
 		return nil, usagef("collector %q: %v", collector, err)
 	}
 	pageSize := c.pageSize
-	if pageSize <= 0 || pageSize > maxPageSize {
-		pageSize = maxPageSize
+	if pageSize <= 0 || pageSize > limits.MaxPageSize {
+		pageSize = limits.MaxPageSize
 	}
 	return &client{q: pb.NewQueryServiceClient(conn), conn: conn, addr: addr, token: token, timeout: c.timeout, pageSize: pageSize}, nil
 }
@@ -243,9 +244,6 @@ func (cl *client) callError(ctx context.Context, err error) error {
 // pageFunc fetches one page of at most size rows after token, keeps its
 // rows, and returns how many it got and the next page's token.
 type pageFunc func(ctx context.Context, size int32, token string) (n int, next string, err error)
-
-// maxPageSize is the collector's largest page.
-const maxPageSize = 1000
 
 // fetch calls page until the last page or until limit rows (0: no limit),
 // and returns the next page's token when it stopped at the limit with more

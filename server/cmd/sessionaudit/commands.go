@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionaudit/sessionaudit/agent"
+	"github.com/sessionaudit/sessionaudit/proto/limits"
+
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/rows"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -162,7 +163,7 @@ func (c *cli) timelineCommand() *command {
 	cmd.String(&user, "user", "", "", `the account, DOMAIN\name (case-insensitive)`)
 	cmd.String(&host, "host", "", "", "the host: name (with or without its domain) or machine GUID")
 	cmd.String(&since, "since", "", "30d", "start of the range")
-	cmd.String(&until, "until", "", "now", "end of the range (at most 400 days after --since)")
+	cmd.String(&until, "until", "", "now", untilHelp)
 	c.outputFlags(cmd)
 	c.connectionFlags(cmd)
 	cmd.run = func(ctx context.Context, c *cli) error {
@@ -207,7 +208,7 @@ func (c *cli) smbCommand() *command {
 	cmd.String(&user, "user", "", "", "the remote user name (Win32_ServerSession.UserName, case-insensitive)")
 	cmd.String(&to, "to", "", "", "the host the sessions were held to: name or machine GUID")
 	cmd.String(&since, "since", "", "30d", "start of the range")
-	cmd.String(&until, "until", "", "now", "end of the range (at most 400 days after --since)")
+	cmd.String(&until, "until", "", "now", untilHelp)
 	c.outputFlags(cmd)
 	c.connectionFlags(cmd)
 	cmd.run = func(ctx context.Context, c *cli) error {
@@ -250,14 +251,14 @@ func (c *cli) sessionsCommand() *command {
 		`sessionaudit sessions --open --host FS01 --type interactive,rdp`,
 		`sessionaudit sessions --type rdp --type cached-rdp --since 7d`,
 		`sessionaudit sessions --user 'CONTOSO\svc-backup' --type interactive,rdp --since 30d`)
-	cmd.Value(&types, "type", "", "logon type, repeatable or a comma list: "+strings.Join(rows.LogonTypeList(), ", ")+
+	cmd.Value(&types, "type", "", "logon type, repeatable or a comma list: "+strings.Join(pb.LogonTypeList(), ", ")+
 		",\nor a WMI number (10)")
 	cmd.String(&host, "host", "", "", "only this host: name (with or without its domain) or machine GUID")
 	cmd.String(&user, "user", "", "", `only this account, DOMAIN\name`)
 	cmd.String(&pkg, "package", "", "", "only this authentication package: Kerberos, NTLM, Negotiate, …")
 	cmd.Bool(&open, "open", "", false, "the sessions open now (no --since or --until)")
 	cmd.String(&since, "since", "", "", "start of the range (required without --open)")
-	cmd.String(&until, "until", "", "", "end of the range (default now; at most 400 days after --since)")
+	cmd.String(&until, "until", "", "", "end of the range (default now; "+untilSpan+")")
 	c.outputFlags(cmd)
 	c.connectionFlags(cmd)
 	cmd.run = func(ctx context.Context, c *cli) error {
@@ -309,9 +310,9 @@ func (c *cli) sessionsCommand() *command {
 func (c *cli) hostsCommand() *command {
 	var stale string
 	cmd := newCommand("hosts", "hosts and their last report; --stale: the silent ones",
-		"List hosts with their last report and open sessions, ordered by name; with\n"+
-			"--stale, only those silent for longer than that (switched off, isolated, or\n"+
-			"their agent stopped). SILENT is the time since the last report.",
+		"List hosts with their last report and open sessions, ordered by machine GUID;\n"+
+			"with --stale, only those silent for longer than that (switched off, isolated,\n"+
+			"or their agent stopped). SILENT is the time since the last report.",
 		`sessionaudit hosts`,
 		`sessionaudit hosts --stale 1h`,
 		`sessionaudit hosts --stale 2d --csv`)
@@ -358,7 +359,7 @@ func (c *cli) hostsCommand() *command {
 func (c *cli) versionCommand() *command {
 	cmd := newCommand("version", "print the version", "Print the version of this sessionaudit build.")
 	cmd.run = func(ctx context.Context, c *cli) error {
-		_, err := fmt.Fprintf(c.stdout, "sessionaudit %s (%s, %s/%s)\n", agent.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		_, err := fmt.Fprintf(c.stdout, "sessionaudit %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return err
 	}
 	return cmd
@@ -392,3 +393,10 @@ func (c *cli) fetchLogon(ctx context.Context, page func(ctx context.Context, cl 
 	})
 	return list, next, err
 }
+
+// untilSpan and untilHelp quote the longest range a query may cover, from
+// proto/limits.
+var (
+	untilSpan = fmt.Sprintf("at most %d days after --since", limits.MaxQuerySpanDays)
+	untilHelp = "end of the range (" + untilSpan + ")"
+)

@@ -40,7 +40,7 @@ func (c *cli) exportCommand() *command {
 		`sessionaudit export --since 1d --kind all | jq 'select(.kind == "server")'`)
 	cmd.String(&kind, "kind", "", "logon", "logon, server, or all (JSON lines only)")
 	cmd.String(&since, "since", "", "", "start of the range (required)")
-	cmd.String(&until, "until", "", "now", "end of the range (at most 400 days after --since)")
+	cmd.String(&until, "until", "", "now", untilHelp)
 	cmd.String(&host, "host", "", "", "only this host (for server sessions: the host they were held to)")
 	cmd.section("Output")
 	cmd.Bool(&asJSON, "json", "", false, "JSON lines (the default)")

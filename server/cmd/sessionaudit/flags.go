@@ -11,7 +11,6 @@ import (
 
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 	"github.com/sessionaudit/sessionaudit/server/internal/envflag"
-	"github.com/sessionaudit/sessionaudit/server/rows"
 )
 
 // command is one subcommand: its flags, each of which may also come from an
@@ -108,14 +107,14 @@ type typesFlag []pb.LogonType
 func (t *typesFlag) String() string {
 	var names []string
 	for _, v := range *t {
-		names = append(names, rows.LogonTypeNames[v])
+		names = append(names, pb.LogonTypeNames[v])
 	}
 	return strings.Join(names, ",")
 }
 
 func (t *typesFlag) Set(s string) error {
 	for part := range strings.SplitSeq(s, ",") {
-		v, err := rows.ParseLogonType(part)
+		v, err := pb.ParseLogonType(part)
 		if err != nil {
 			return err
 		}

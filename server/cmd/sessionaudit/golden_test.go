@@ -96,9 +96,9 @@ func newFleet(t *testing.T) *fleet {
 	ingest := func(agentID, guid string, h store.Host, reports ...store.Report) {
 		t.Helper()
 		for i := range reports {
-			reports[i].Kind = store.KindFull
+			reports[i].Kind = store.KindSnapshot
 			reports[i].Host = &h
-			setClock(reports[i].ObservedAt.Add(2 * time.Second))
+			setClock(reports[i].TakenAt.Add(2 * time.Second))
 			res, err := st.Ingest(ctx, agentID, guid, reports[i:i+1])
 			if err != nil || len(res.Rejected) > 0 {
 				t.Fatalf("Ingest %s #%d: %v %v", h.Hostname, reports[i].Sequence, err, res.Rejected)
@@ -112,24 +112,24 @@ func newFleet(t *testing.T) *fleet {
 	aliceNet := logon("1002", 3, "Kerberos", at(-3*time.Hour-5*time.Minute), "CONTOSO", "alice")
 	adm := logon("1003", 10, "Negotiate", at(-2*time.Hour-10*time.Minute), "CONTOSO", "adm-jdoe")
 	ingest("agent-fs01", guidFS01, fs01,
-		store.Report{Sequence: 1, ObservedAt: at(-3 * time.Hour), LogonSessions: []store.LogonSession{svc, aliceNet},
+		store.Report{Sequence: 1, TakenAt: at(-3 * time.Hour), LogonSessions: []store.LogonSession{svc, aliceNet},
 			ServerSessions: []store.ServerSession{smb("WS01", "alice", 300), smb("10.1.2.3", "bob", 60)}},
-		store.Report{Sequence: 2, ObservedAt: at(-2 * time.Hour), LogonSessions: []store.LogonSession{svc, adm},
+		store.Report{Sequence: 2, TakenAt: at(-2 * time.Hour), LogonSessions: []store.LogonSession{svc, adm},
 			ServerSessions: []store.ServerSession{smb("WS01", "alice", 3900)}},
-		store.Report{Sequence: 3, ObservedAt: at(-5 * time.Minute), LogonSessions: []store.LogonSession{svc, adm},
+		store.Report{Sequence: 3, TakenAt: at(-5 * time.Minute), LogonSessions: []store.LogonSession{svc, adm},
 			ServerSessions: []store.ServerSession{smb("WS01", "alice", 10800)}})
 
 	ws01 := store.Host{MachineGUID: guidWS01, Hostname: "ws01", Domain: "contoso.local", OSCaption: "Microsoft Windows 11 Enterprise",
 		OSVersion: "10.0.22631", LastBootTime: at(-day - time.Hour), AgentVersion: "1.2.0"}
 	aliceWS := logon("2001", 2, "Kerberos", at(-day+time.Minute), "CONTOSO", "alice")
 	ingest("agent-ws01", guidWS01, ws01,
-		store.Report{Sequence: 1, ObservedAt: at(-day + 2*time.Minute), LogonSessions: []store.LogonSession{aliceWS}},
-		store.Report{Sequence: 2, ObservedAt: at(-30 * time.Minute), LogonSessions: []store.LogonSession{aliceWS}})
+		store.Report{Sequence: 1, TakenAt: at(-day + 2*time.Minute), LogonSessions: []store.LogonSession{aliceWS}},
+		store.Report{Sequence: 2, TakenAt: at(-30 * time.Minute), LogonSessions: []store.LogonSession{aliceWS}})
 
 	dc01 := store.Host{MachineGUID: guidDC01, Hostname: "dc01", Domain: "contoso.local", OSCaption: "Microsoft Windows Server 2019 Standard",
 		OSVersion: "10.0.17763", LastBootTime: at(-40 * day), AgentVersion: "1.1.0"}
 	ingest("agent-dc01", guidDC01, dc01,
-		store.Report{Sequence: 1, ObservedAt: at(-3 * day), LogonSessions: []store.LogonSession{
+		store.Report{Sequence: 1, TakenAt: at(-3 * day), LogonSessions: []store.LogonSession{
 			logon("3001", 4, "Kerberos", at(-3*day-time.Hour), "CONTOSO", "svc-backup"),
 			logon("3002", 0, "", at(-40*day+time.Minute), "", ""),
 		}})
@@ -137,7 +137,7 @@ func newFleet(t *testing.T) *fleet {
 	evil := store.Host{MachineGUID: guidEvil, Hostname: hostileFQ, Domain: "contoso.local", OSCaption: "Microsoft Windows 10 Pro",
 		OSVersion: "10.0.19045", LastBootTime: at(-2 * time.Hour), AgentVersion: "1.2.0"}
 	ingest("agent-evil", guidEvil, evil,
-		store.Report{Sequence: 1, ObservedAt: at(-time.Hour), LogonSessions: []store.LogonSession{
+		store.Report{Sequence: 1, TakenAt: at(-time.Hour), LogonSessions: []store.LogonSession{
 			logon("6601", 10, "Negotiate", at(-time.Hour-time.Minute), "CONTOSO", "alice")},
 			ServerSessions: []store.ServerSession{smb("PC\u202etxt.exe", "eve", 120)}})
 	setClock(t0)

@@ -64,6 +64,10 @@ const header = `-- migrations/schema.sql: the schema of a database migrated to v
 
 `
 
+// version is this build's version, set with -ldflags "-X main.version=..."
+// by the Makefile; "dev" in an unstamped build.
+var version = "dev"
+
 func main() {
 	fs := flag.NewFlagSet("schemadump", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -82,6 +86,7 @@ Flags:
 		"PostgreSQL URL of a role that may CREATE DATABASE (env SCHEMA_DATABASE_URL); the throwaway database is created on its server")
 	pgDump := fs.String("pg-dump", defaultPgDump(), fmt.Sprintf("pg_dump of PostgreSQL %d", pgMajor))
 	out := fs.String("o", "-", "file to write (- for standard output)")
+	showVersion := fs.Bool("version", false, "print schemadump's version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -91,6 +96,10 @@ Flags:
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "schemadump: unexpected arguments %q\n", fs.Args())
 		os.Exit(2)
+	}
+	if *showVersion {
+		fmt.Printf("schemadump %s\n", version)
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -47,14 +47,23 @@ var (
 	ingestServer = flag.Int("ingest-server", 20, "server sessions per full snapshot in the ingest benchmark")
 	workers      = flag.Int("workers", 4, "concurrent ingest callers")
 	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the ingest benchmark (Go side) to this file")
+	showVersion  = flag.Bool("version", false, "print storebench's version and exit")
 	floorOnly    = flag.Bool("floor", false, "only measure the floor of an ingest call (the stripped protocol against a COPY per call; floor.go)")
 )
 
 // now is the end of the synthetic year.
 var now = time.Now().UTC().Truncate(time.Hour)
 
+// version is this build's version, set with -ldflags "-X main.version=..."
+// by the Makefile; "dev" in an unstamped build.
+var version = "dev"
+
 func main() {
 	flag.Parse()
+	if *showVersion {
+		fmt.Printf("storebench %s\n", version)
+		return
+	}
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
 		log.Fatal("storebench: set DATABASE_URL to a PostgreSQL database dedicated to the benchmark")
@@ -71,12 +80,12 @@ func main() {
 	if err := s.EnsurePartitionsBetween(ctx, now.AddDate(-1, -1, 0), now.AddDate(0, store.PartitionsAhead+1, 0)); err != nil {
 		log.Fatal(err)
 	}
-	var version, machine string
-	if err := s.Pool().QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+	var serverVersion, machine string
+	if err := s.Pool().QueryRow(ctx, "SELECT version()").Scan(&serverVersion); err != nil {
 		log.Fatal(err)
 	}
 	machine = fmt.Sprintf("%s/%s, %d CPUs (GOMAXPROCS %d)", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	fmt.Printf("## storebench %s\n\n- machine: %s\n- server: %s\n\n", now.Format("2006-01-02"), machine, version)
+	fmt.Printf("## storebench %s (build %s)\n\n- machine: %s\n- server: %s\n\n", now.Format("2006-01-02"), version, machine, serverVersion)
 
 	if *floorOnly {
 		floor(ctx, url)
@@ -222,13 +231,13 @@ func queries(ctx context.Context, s *store.Store) {
 	probe("timeline of account U over 30 days (first page, 100)", func() (int, error) {
 		from := year.Add(time.Duration(rng.Int64N(int64(335 * 24 * time.Hour))))
 		p, err := s.AccountTimeline(ctx, store.TimelineQuery{Account: fmt.Sprintf(`contoso\USER%d`, 1+rng.IntN(*accounts)),
-			From: from, To: from.Add(30 * 24 * time.Hour)})
+			StartTime: from, EndTime: from.Add(30 * 24 * time.Hour)})
 		return len(p.Items), err
 	})
 	probe("server sessions from computer Z over 30 days", func() (int, error) {
 		from := year.Add(time.Duration(rng.Int64N(int64(335 * 24 * time.Hour))))
 		p, err := s.ServerSessions(ctx, store.ServerSessionQuery{FromComputer: fmt.Sprintf("pc%05d", 1+rng.IntN(5000)),
-			From: from, To: from.Add(30 * 24 * time.Hour)})
+			StartTime: from, EndTime: from.Add(30 * 24 * time.Hour)})
 		return len(p.Items), err
 	})
 	probe("open sessions of host X", func() (int, error) {
@@ -274,7 +283,7 @@ func ingest(ctx context.Context, s *store.Store) {
 	for round := 0; round < 2; round++ {
 		for h := 0; h < *ingestHosts; h++ {
 			ls, ss := snapshot(h, round)
-			r := store.Report{Sequence: uint64(round + 1), Kind: store.KindFull, ObservedAt: base.Add(time.Duration(round) * time.Minute),
+			r := store.Report{Sequence: uint64(round + 1), Kind: store.KindSnapshot, TakenAt: base.Add(time.Duration(round) * time.Minute),
 				Host:          &store.Host{Hostname: fmt.Sprintf("ing%05d", h), Domain: "contoso.local", LastBootTime: boot},
 				LogonSessions: ls, ServerSessions: ss}
 			changes := *ingestLogon + *ingestServer // round 0: all new

@@ -1,5 +1,9 @@
 package server
 
+// The conversions from the protocol's reports into the store's types, with
+// the checks that need the proto's field names. Their opposite, the store's
+// answers into query messages, is in store_to_proto.go.
+
 import (
 	"fmt"
 	"time"
@@ -40,8 +44,8 @@ func ReportFromProto(r *pb.Report) (store.Report, error) {
 	switch content := r.GetContent().(type) {
 	case *pb.Report_Snapshot:
 		s := content.Snapshot
-		out.Kind = store.KindFull
-		out.ObservedAt = c.requiredTime("snapshot.taken_at", s.GetTakenAt())
+		out.Kind = store.KindSnapshot
+		out.TakenAt = c.requiredTime("snapshot.taken_at", s.GetTakenAt())
 		if s.GetHost() == nil {
 			c.failf("snapshot.host", "is required in a snapshot")
 		}
@@ -53,7 +57,7 @@ func ReportFromProto(r *pb.Report) (store.Report, error) {
 		d := content.Delta
 		out.Kind = store.KindDelta
 		out.BaseSequence = d.GetBaseSequence()
-		out.ObservedAt = c.requiredTime("delta.taken_at", d.GetTakenAt())
+		out.TakenAt = c.requiredTime("delta.taken_at", d.GetTakenAt())
 		out.Host = c.host("delta.host", d.GetHost())
 		out.LogonSessions = c.logonSessions("delta.logon_sessions_upserted", d.GetLogonSessionsUpserted())
 		out.ServerSessions = c.serverSessions("delta.server_sessions_upserted", d.GetServerSessionsUpserted())
@@ -70,7 +74,7 @@ func ReportFromProto(r *pb.Report) (store.Report, error) {
 		h := content.Heartbeat
 		out.Kind = store.KindHeartbeat
 		out.BaseSequence = h.GetBaseSequence()
-		out.ObservedAt = c.requiredTime("heartbeat.taken_at", h.GetTakenAt())
+		out.TakenAt = c.requiredTime("heartbeat.taken_at", h.GetTakenAt())
 	default:
 		c.failf("content", "is empty or of a kind this collector does not know")
 	}

@@ -41,8 +41,8 @@ func TestReportFromProtoSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Kind != store.KindFull || got.Sequence != 7 || !got.ObservedAt.Equal(t0) {
-		t.Fatalf("kind, sequence, time = %v, %d, %v", got.Kind, got.Sequence, got.ObservedAt)
+	if got.Kind != store.KindSnapshot || got.Sequence != 7 || !got.TakenAt.Equal(t0) {
+		t.Fatalf("kind, sequence, time = %v, %d, %v", got.Kind, got.Sequence, got.TakenAt)
 	}
 	if got.Host == nil || got.Host.Hostname != "FS01" || !got.Host.LastBootTime.Equal(t0.Add(-72*time.Hour)) {
 		t.Fatalf("host = %+v", got.Host)
@@ -97,7 +97,7 @@ func TestReportFromProtoDeltaAndHeartbeat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Kind != store.KindHeartbeat || h.BaseSequence != 9 || !h.ObservedAt.Equal(t0.Add(2*time.Minute)) {
+	if h.Kind != store.KindHeartbeat || h.BaseSequence != 9 || !h.TakenAt.Equal(t0.Add(2*time.Minute)) {
 		t.Fatalf("heartbeat = %+v", h)
 	}
 }
