@@ -36,7 +36,7 @@ func BenchmarkUnchangedCycle(b *testing.B) {
 	n := 0
 	a.opts.OnReport = func(r *pb.Report) {
 		if n++; n > 1 && r.GetHeartbeat() == nil {
-			b.Fatalf("report #%d is a %s; want heartbeat", r.GetSequence(), kind(r))
+			b.Fatalf("report #%d is a %s; want heartbeat", r.GetSequence(), r.ContentName())
 		}
 	}
 	a.poll(ctx) // the first Snapshot

@@ -51,7 +51,7 @@ func TestCollectorResync(t *testing.T) {
 	a.poll(ctx)
 	var kinds []string
 	for _, r := range *reports {
-		kinds = append(kinds, kind(r))
+		kinds = append(kinds, r.ContentName())
 	}
 	if want := "snapshot heartbeat snapshot heartbeat"; join(kinds) != want {
 		t.Errorf("reports %s; want %s", join(kinds), want)
@@ -78,7 +78,7 @@ func TestSpoolOverflowResync(t *testing.T) {
 		}
 		a.poll(ctx)
 		if last := (*reports)[len(*reports)-1]; last.GetDelta() == nil {
-			t.Fatalf("report %d is a %s; want a delta", last.GetSequence(), kind(last))
+			t.Fatalf("report %d is a %s; want a delta", last.GetSequence(), last.ContentName())
 		}
 		if n, _ := a.spool.Dropped(); n > 0 {
 			break
@@ -86,7 +86,7 @@ func TestSpoolOverflowResync(t *testing.T) {
 	}
 	a.poll(ctx) // nothing changed, nothing requested
 	if last := (*reports)[len(*reports)-1]; last.GetSnapshot() == nil {
-		t.Errorf("report after an overflow is a %s; want a snapshot", kind(last))
+		t.Errorf("report after an overflow is a %s; want a snapshot", last.ContentName())
 	}
 	// Snapshots over the bound drop only what they supersede.
 	for range 5 {
@@ -95,7 +95,7 @@ func TestSpoolOverflowResync(t *testing.T) {
 	}
 	a.poll(ctx)
 	if last := (*reports)[len(*reports)-1]; last.GetHeartbeat() == nil {
-		t.Errorf("report after snapshots that overflowed is a %s; want a heartbeat", kind(last))
+		t.Errorf("report after snapshots that overflowed is a %s; want a heartbeat", last.ContentName())
 	}
 }
 

@@ -104,7 +104,14 @@ func Run(ctx context.Context, opts Options) error {
 	st := sp.Stats()
 	log.Info("spool opened", "dir", spoolDir, "next_sequence", sp.NextSequence(), "acknowledged", st.Acknowledged,
 		"segments", st.Segments, "bytes", st.Bytes, "corrupt_bytes", st.CorruptBytes, "torn_bytes", st.TornBytes,
-		"needs_resync", sp.NeedsResync())
+		"lost_reports", st.LostReports, "needs_resync", sp.NeedsResync())
+	for _, l := range st.Lost {
+		// One line per run of lost reports: what the collector will record
+		// as a coverage gap of the host.
+		log.Warn("spool damaged: reports lost; the reports after them are still delivered and the collector records the gap",
+			"first_sequence", l.FirstSequence, "last_sequence", l.LastSequence, "lost_reports", l.Reports(),
+			"next_sequence", l.NextSequence, "damaged_bytes", l.Bytes, "segments", l.Segments)
+	}
 
 	tracker, err := change.NewTracker(change.Options{
 		FirstSequence:  sp.NextSequence(),
@@ -235,7 +242,7 @@ func (a *loop) poll(ctx context.Context) {
 	if err := a.spool.Append(rep); err != nil {
 		a.tracker.RequestResync()
 		a.log.Error("cannot spool the report: it is lost, the next report will be a full snapshot",
-			"sequence", rep.GetSequence(), "kind", kind(rep), "err", err)
+			"sequence", rep.GetSequence(), "kind", rep.ContentName(), "err", err)
 		return
 	}
 	if a.spool.NeedsResync() {
@@ -249,7 +256,7 @@ func (a *loop) poll(ctx context.Context) {
 	case a.notify <- struct{}{}:
 	default:
 	}
-	a.log.Debug("report spooled", "sequence", rep.GetSequence(), "kind", kind(rep),
+	a.log.Debug("report spooled", "sequence", rep.GetSequence(), "kind", rep.ContentName(),
 		"logon_sessions", len(snap.GetLogonSessions()), "server_sessions", len(snap.GetServerSessions()),
 		"errors", len(snap.GetErrors()))
 	if a.opts.OnReport != nil {
@@ -332,18 +339,6 @@ func disable(snap *pb.Snapshot, s config.Settings) {
 	}
 }
 
-// kind names a report's content for the log.
-func kind(r *pb.Report) string {
-	switch r.GetContent().(type) {
-	case *pb.Report_Snapshot:
-		return "snapshot"
-	case *pb.Report_Delta:
-		return "delta"
-	case *pb.Report_Heartbeat:
-		return "heartbeat"
-	}
-	return "unknown"
-}
 
 func logWarnings(log *slog.Logger, ws []config.Warning) {
 	for _, w := range ws {

@@ -96,7 +96,7 @@ func (d *driver) stop() {
 	d.cancel = nil
 }
 
-func kindOf(r *pb.Report) string { return kind(r) }
+func kindOf(r *pb.Report) string { return r.ContentName() }
 
 // TestRestartContinuesSequence: without a collector, reports are spooled;
 // after a restart on the same state directory, the sequence continues

@@ -131,7 +131,7 @@ func TestRunEndToEnd(t *testing.T) {
 	d = startRunDriver(t, src, config.NewWatcher(flags), stateDir, clk, tune)
 	r := d.next()
 	if r.GetSnapshot() == nil || r.GetSequence() != last+1 {
-		t.Fatalf("first report after the restart: #%d %s; want snapshot #%d", r.GetSequence(), reportKind(r), last+1)
+		t.Fatalf("first report after the restart: #%d %s; want snapshot #%d", r.GetSequence(), r.ContentName(), last+1)
 	}
 	last = r.GetSequence()
 	d.wait()
@@ -318,15 +318,3 @@ func (m *mutableLayer) set(v map[string]string) {
 	m.values = v
 }
 
-// reportKind names a report's kind.
-func reportKind(r *pb.Report) string {
-	switch r.GetContent().(type) {
-	case *pb.Report_Snapshot:
-		return "snapshot"
-	case *pb.Report_Delta:
-		return "delta"
-	case *pb.Report_Heartbeat:
-		return "heartbeat"
-	}
-	return "empty report"
-}

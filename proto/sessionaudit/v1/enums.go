@@ -112,3 +112,17 @@ func LogonTypeList() []string {
 	}
 	return out
 }
+
+// ContentName names a report's content as the proto's oneof does:
+// "snapshot", "delta" or "heartbeat"; "empty" when none is set.
+func (r *Report) ContentName() string {
+	switch r.GetContent().(type) {
+	case *Report_Snapshot:
+		return "snapshot"
+	case *Report_Delta:
+		return "delta"
+	case *Report_Heartbeat:
+		return "heartbeat"
+	}
+	return "empty"
+}

@@ -87,3 +87,19 @@ func TestParseLogonType(t *testing.T) {
 		}
 	}
 }
+
+func TestReportContentName(t *testing.T) {
+	for want, r := range map[string]*Report{
+		"snapshot":  {Content: &Report_Snapshot{}},
+		"delta":     {Content: &Report_Delta{}},
+		"heartbeat": {Content: &Report_Heartbeat{}},
+		"empty":     {},
+	} {
+		if got := r.ContentName(); got != want {
+			t.Errorf("ContentName() = %q, want %q", got, want)
+		}
+	}
+	if got := (*Report)(nil).ContentName(); got != "empty" {
+		t.Errorf("nil report: ContentName() = %q, want empty", got)
+	}
+}
