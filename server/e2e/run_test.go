@@ -317,4 +317,3 @@ func (m *mutableLayer) set(v map[string]string) {
 	defer m.mu.Unlock()
 	m.values = v
 }
-
