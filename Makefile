@@ -88,3 +88,17 @@ wine-e2e: ## Install the MSI under Wine, enroll with a loopback collector, check
 
 clean: ## Remove build output.
 	rm -rf bin
+
+.PHONY: chaos fuzz
+CHAOS_POLLS ?= 40
+CHAOS_REPORT ?= out/chaos.md
+CHAOS_LOGS ?= out/chaos-logs
+
+chaos: ## The chaos suite: simulated agents with ground truth, collector processes and PostgreSQL killed and damaged; prints the table (docs/testing.md).
+	@mkdir -p $(dir $(CHAOS_REPORT)); rm -rf $(CHAOS_REPORT) $(CHAOS_LOGS); status=0; \
+	$(GO) test ./server/e2e -run '^TestChaos$$' -count=1 -timeout 20m -v -chaos -chaos.polls $(CHAOS_POLLS) \
+		-chaos.report $(abspath $(CHAOS_REPORT)) -chaos.logs $(abspath $(CHAOS_LOGS)) $(CHAOS_FLAGS) || status=$$?; \
+	echo; cat $(CHAOS_REPORT) 2>/dev/null || echo "chaos: no table written ($(CHAOS_REPORT))"; exit $$status
+
+fuzz: ## Run every fuzz target of the module for FUZZTIME (default 60s) each, one at a time (.ci/fuzz).
+	@.ci/fuzz

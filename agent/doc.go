@@ -19,6 +19,9 @@
 //   - change: change detection, from successive snapshots to reports.
 //   - wmi: the WMI Source (Windows; one long-lived worker, deadlines).
 //   - config: settings from Group Policy, a file and flags, with live reload.
+//   - filetrust: who owns a file or directory and who else may use it, read
+//     without following links (the state directory's and config file's
+//     checks).
 //   - spool: the crash-safe on-disk queue of reports awaiting acknowledgement.
 //   - uplink: enrollment, renewal and delivery to the collector.
 //   - run: the main loop (source → tracker → spool → uplink, live

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"path"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -130,9 +131,10 @@ func (s *Server) authenticateAgent(ctx context.Context, method string) (agentCal
 		return agentCaller{}, pkiStatus(err)
 	}
 	agent, err := s.agents.get(ctx, s.store, id.AgentID, s.cfg.Now())
-	if err == nil && !knownSerial(agent, id.Serial) {
-		// Another collector may have renewed the agent within the cache's
-		// lifetime: look again before refusing.
+	if err == nil && !latestSerial(agent, id.Serial) {
+		// Not the latest certificate: another collector may have renewed the
+		// agent, or seen the latest used, within the cache's lifetime; look
+		// again before deciding (rare: a lost Renew response, or a thief).
 		s.agents.forget(id.AgentID)
 		agent, err = s.agents.get(ctx, s.store, id.AgentID, s.cfg.Now())
 	}
@@ -150,18 +152,48 @@ func (s *Server) authenticateAgent(ctx context.Context, method string) (agentCal
 		s.log.Warn("agent call refused: agent disabled", "method", method, "agent", id.AgentID, "peer", peerAddr(ctx))
 		return agentCaller{}, status.Errorf(codes.PermissionDenied, "agent %s is disabled", id.AgentID)
 	case !knownSerial(agent, id.Serial):
-		// C6: only the latest certificate and the one before it (whose
-		// holder may have lost the Renew response) speak for the agent.
-		s.log.Error("ALERT agent call refused: certificate superseded by two renewals (agent key in use twice?)", "method", method,
-			"agent", id.AgentID, "serial", id.Serial, "latest", agent.CertSerial, "previous", agent.PreviousCertSerial, "peer", peerAddr(ctx))
+		// C6: only the latest certificate speaks for the agent, and the one
+		// before it (whose holder may have lost the Renew response) until
+		// the latest has been used: then two parties hold the agent's key.
+		s.keyReuse(ctx, method, agent, id)
 		return agentCaller{}, status.Errorf(codes.PermissionDenied, "certificate %s of agent %s has been superseded; enroll again", id.Serial, id.AgentID)
 	case !strings.EqualFold(agent.MachineGUID, id.MachineGUID):
 		s.log.Error("agent call refused: certificate's machine GUID is not the agent's", "method", method,
 			"agent", id.AgentID, "cert_guid", id.MachineGUID, "agent_guid", agent.MachineGUID, "peer", peerAddr(ctx))
 		return agentCaller{}, status.Errorf(codes.PermissionDenied, "agent %s is not bound to machine %s", id.AgentID, id.MachineGUID)
 	}
+	if latestSerial(agent, id.Serial) && agent.CertSerial != "" && agent.CertUsedAt.IsZero() {
+		// The first call with the latest certificate: from now on the
+		// previous one is refused (C6). Recorded before the call goes on, so
+		// that no call with the latest is accepted unrecorded.
+		if _, err := s.store.MarkAgentCertificateUsed(ctx, id.AgentID, id.Serial); err != nil {
+			if ctx.Err() != nil {
+				return agentCaller{}, status.FromContextError(ctx.Err()).Err()
+			}
+			s.metrics.storeErrors.Inc()
+			s.log.Error("agent lookup failed: recording the use of its latest certificate", "method", method, "agent", id.AgentID, "err", err)
+			return agentCaller{}, s.unavailable("the store is unavailable")
+		}
+		s.agents.forget(id.AgentID)
+	}
 	s.active.seen(id.AgentID, s.cfg.Now())
 	return agentCaller{id}, nil
+}
+
+// keyReuse raises the alert of a call with a superseded certificate of
+// agent (C6): an ERROR line, sessionaudit_agent_key_reuse_total, and the
+// agent's flag in the store (agent list, hosts list).
+func (s *Server) keyReuse(ctx context.Context, method string, agent store.Agent, id pki.AgentIdentity) {
+	s.metrics.keyReuse.WithLabelValues(path.Base(method)).Inc()
+	s.log.Error("ALERT agent call refused: superseded certificate after its successor was used (agent key in use twice: copied key or cloned machine); agent flagged",
+		"method", method, "agent", id.AgentID, "machine_guid", agent.MachineGUID, "hostname", agent.Hostname,
+		"serial", id.Serial, "latest", agent.CertSerial, "previous", agent.PreviousCertSerial,
+		"latest_used_at", agent.CertUsedAt, "peer", peerAddr(ctx))
+	if err := s.store.FlagAgentKeyReuse(ctx, id.AgentID, id.Serial); err != nil {
+		s.metrics.storeErrors.Inc()
+		s.log.Error("flagging the agent failed", "agent", id.AgentID, "err", err)
+	}
+	s.agents.forget(id.AgentID)
 }
 
 // authenticateAnalyst accepts an API token ("authorization: Bearer ...")
@@ -171,6 +203,10 @@ func (s *Server) authenticateAgent(ctx context.Context, method string) (agentCal
 func (s *Server) authenticateAnalyst(ctx context.Context) (analystCaller, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if vals := md.Get("authorization"); len(vals) > 0 {
+			if len(vals) > 1 {
+				// As the HTTP API: which one would the caller mean?
+				return analystCaller{}, status.Errorf(codes.Unauthenticated, "authorization metadata given %d times; send one \"Bearer <token>\"", len(vals))
+			}
 			scheme, token, found := strings.Cut(vals[0], " ")
 			if !found || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
 				return analystCaller{}, status.Error(codes.Unauthenticated, `authorization metadata must be "Bearer <token>"`)
@@ -292,10 +328,17 @@ func batchResult(err error) string {
 	}
 }
 
-// knownSerial reports whether serial is the agent's latest certificate or
-// the one before it (C6). An agent without a recorded certificate (not
-// enrolled through a collector) is not checked.
+// knownSerial reports whether serial may speak for the agent (C6): its
+// latest certificate, or the one before it while the latest has not been
+// used (a holder that lost the Renew response). An agent without a
+// recorded certificate (not enrolled through a collector) is not checked.
 func knownSerial(a store.Agent, serial string) bool {
-	return a.CertSerial == "" || strings.EqualFold(a.CertSerial, serial) ||
-		(a.PreviousCertSerial != "" && strings.EqualFold(a.PreviousCertSerial, serial))
+	return latestSerial(a, serial) ||
+		(a.PreviousCertSerial != "" && strings.EqualFold(a.PreviousCertSerial, serial) && a.CertUsedAt.IsZero())
+}
+
+// latestSerial reports whether serial is the agent's latest certificate
+// (true for an agent without a recorded certificate).
+func latestSerial(a store.Agent, serial string) bool {
+	return a.CertSerial == "" || strings.EqualFold(a.CertSerial, serial)
 }

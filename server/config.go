@@ -150,6 +150,15 @@ type Config struct {
 	// every heartbeat gets a store transaction of its own. For comparison
 	// in benchmarks.
 	NoHeartbeatGroups bool
+	// QuarantineAfterFailures is how many failed store writes of one batch
+	// (counted from its first report, in the store) quarantine it: its
+	// reports acknowledged without being stored, kept for inspection, a
+	// coverage gap recorded (quarantine.go). Default
+	// DefaultQuarantineAfterFailures; negative: never.
+	QuarantineAfterFailures int
+	// QuarantineMinSpan is how long a batch must have been failing, at
+	// least, to be quarantined; default DefaultQuarantineMinSpan.
+	QuarantineMinSpan time.Duration
 	// MinIngestInterval, when positive, is sent to agents as
 	// IngestResponse.min_interval.
 	MinIngestInterval time.Duration
@@ -230,6 +239,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.IngestTimeout, DefaultIngestTimeout)
 	setDur(&c.QueryTimeout, DefaultQueryTimeout)
 	setDur(&c.RetryDelay, DefaultRetryDelay)
+	setInt(&c.QuarantineAfterFailures, DefaultQuarantineAfterFailures)
+	setDur(&c.QuarantineMinSpan, DefaultQuarantineMinSpan)
 	setDur(&c.AgentCacheTTL, DefaultAgentCacheTTL)
 	if c.EnrollPerSecond == 0 {
 		c.EnrollPerSecond = DefaultEnrollPerSecond
@@ -261,7 +272,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	for name, v := range map[string]time.Duration{
 		"IngestQueueWait": c.IngestQueueWait, "IngestTimeout": c.IngestTimeout, "QueryTimeout": c.QueryTimeout,
-		"RetryDelay": c.RetryDelay, "HealthInterval": c.HealthInterval, "ActiveAgentWindow": c.ActiveAgentWindow,
+		"RetryDelay": c.RetryDelay, "QuarantineMinSpan": c.QuarantineMinSpan, "HealthInterval": c.HealthInterval, "ActiveAgentWindow": c.ActiveAgentWindow,
 		"KeepaliveTime": c.KeepaliveTime, "KeepaliveTimeout": c.KeepaliveTimeout, "KeepaliveMinTime": c.KeepaliveMinTime,
 		"MaxConnectionAge": c.MaxConnectionAge, "MaxConnectionAgeGrace": c.MaxConnectionAgeGrace, "RenewalGrace": c.RenewalGrace,
 	} {

@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -365,6 +366,15 @@ func TestEnrollIngestQuery(t *testing.T) {
 	if err != nil || len(hosts.GetHosts()) != 1 || hosts.GetHosts()[0].GetAgentId() != a.id || hosts.GetHosts()[0].GetOpenLogonSessions() != 2 {
 		t.Fatalf("ListHosts: %v, %v", hosts, err)
 	}
+	// A host's last_seen is how far its stored history reaches: the
+	// taken_at of the newest report stored (heartbeat 3), not the receipt.
+	if got := hosts.GetHosts()[0].GetLastSeen().AsTime(); !got.Equal(at(2).AsTime()) {
+		t.Errorf("ListHosts last_seen %v; want the newest report's taken_at, %v", got, at(2).AsTime())
+	}
+	stale, err := q.ListHosts(ctx, &pb.ListHostsRequest{StaleAfter: durationpb.New(time.Hour)})
+	if err != nil || len(stale.GetHosts()) != 1 {
+		t.Errorf("ListHosts stale after 1h: %v, %v; want the host, whose history ends about 2h ago", stale, err)
+	}
 
 	// Pagination: page by page, with a token that works only for its query.
 	p1, err := q.ListOpenSessions(ctx, &pb.ListOpenSessionsRequest{PageSize: 1})
@@ -455,16 +465,18 @@ func TestRenewal(t *testing.T) {
 	}
 	renewed := &agent{id: a.id, guid: guidA, key: key, der: resp.GetCertificateDer(),
 		cert: tls.Certificate{Certificate: [][]byte{resp.GetCertificateDer()}, PrivateKey: key}}
-	ingest(t, e.agentClient(c, renewed), snapshot(1, guidA, 0, logon("0x1", "alice")))
+	// The previous certificate still works while the new one is unused (a
+	// lost Renew response); once the new one is used, it is refused (C6;
+	// TestStolenPreviousCertificate).
+	ingest(t, e.agentClient(c, a), snapshot(1, guidA, 0, logon("0x1", "alice")))
+	ingest(t, e.agentClient(c, renewed), heartbeat(2, 1, 1))
 	stored, err := e.st.Agent(context.Background(), a.id)
 	if err != nil || stored.CertSerial != id.Serial {
 		t.Fatalf("store records serial %q, want %q (%v)", stored.CertSerial, id.Serial, err)
 	}
 	_, err = e.agentClient(c, renewed).Renew(context.Background(), &pb.RenewRequest{CsrDer: []byte("not a CSR")})
 	wantCode(t, "renew with a malformed CSR", err, codes.InvalidArgument)
-	// The previous certificate still works (a lost Renew response); after a
-	// second renewal the first certificate is refused (C6).
-	ingest(t, e.agentClient(c, a), heartbeat(2, 1, 1))
+	// After a second renewal the first certificate is refused.
 	key3, csr3, _ := identity.NewAgentKeyAndCSR()
 	resp, err = e.agentClient(c, renewed).Renew(context.Background(), &pb.RenewRequest{CsrDer: csr3})
 	if err != nil {

@@ -164,9 +164,18 @@ func (c *collectorService) reenrollByProof(ctx context.Context, req *pb.EnrollRe
 		s.log.Warn("enroll by renewal proof refused: agent disabled or bound to another machine", "peer", src,
 			"agent", id.AgentID, "disabled", agent.Disabled, "agent_guid", agent.MachineGUID)
 		return nil, errEnrollRefused
-	case agent.CertSerial != "" && !strings.EqualFold(agent.CertSerial, id.Serial):
+	case !knownSerial(agent, id.Serial):
+		// A superseded certificate after its successor was used: the key is
+		// in use twice (C6).
 		s.metrics.enrollments.WithLabelValues("refused").Inc()
-		s.log.Error("ALERT enroll by renewal proof refused: not the agent's latest certificate (agent key in use twice?)",
+		s.keyReuse(ctx, pb.CollectorService_Enroll_FullMethodName, agent, id)
+		return nil, errEnrollRefused
+	case !latestSerial(agent, id.Serial):
+		// The previous certificate, its successor never used: a holder that
+		// lost the Renew response and then stayed off past expiry; C5
+		// renews only the latest.
+		s.metrics.enrollments.WithLabelValues("refused").Inc()
+		s.log.Warn("enroll by renewal proof refused: not the agent's latest certificate (its successor was never used)",
 			"peer", src, "agent", id.AgentID, "serial", id.Serial, "latest", agent.CertSerial)
 		return nil, errEnrollRefused
 	}
@@ -189,12 +198,18 @@ func (c *collectorService) Renew(ctx context.Context, req *pb.RenewRequest) (*pb
 	if err != nil {
 		return nil, c.storeFailure("renew", err)
 	}
+	if !knownSerial(agent, a.Serial) {
+		// Superseded since the interceptor looked (another collector saw the
+		// successor used, or renewed it).
+		s.metrics.renewals.WithLabelValues("refused").Inc()
+		s.keyReuse(ctx, pb.CollectorService_Renew_FullMethodName, agent, a.AgentIdentity)
+		return nil, status.Errorf(codes.PermissionDenied, "certificate %s of agent %s has been superseded; enroll again", a.Serial, a.AgentID)
+	}
 	if agent.CertSerial != "" && !strings.EqualFold(agent.CertSerial, a.Serial) {
-		// The previous certificate (the interceptor refuses older ones): a
-		// lost Renew response makes this happen once; more often means two
-		// holders of the key (C6). Telling them apart needs to know whether
-		// the latest was used, which the store does not record yet.
-		s.log.Warn("renew with the previous certificate, not the latest issued to the agent", "agent", a.AgentID,
+		// The previous certificate, whose successor has not been used (the
+		// interceptor refuses it once the successor was used, and any older
+		// one, as key reuse: C6): the holder lost the Renew response.
+		s.log.Warn("renew with the previous certificate: its successor was never used (a lost Renew response)", "agent", a.AgentID,
 			"serial", a.Serial, "latest", agent.CertSerial, "peer", peerAddr(ctx))
 	}
 	resp, err := c.reissue(ctx, a.AgentIdentity, req.GetCsrDer(), peerAddr(ctx), "renew")

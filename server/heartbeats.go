@@ -162,7 +162,7 @@ func plainHeartbeat(a agentCaller, reports []store.Report) (store.Heartbeat, boo
 		return store.Heartbeat{}, false
 	}
 	r := reports[0]
-	if r.Kind != store.KindHeartbeat || r.Host != nil || len(r.CollectionErrors) > 0 {
+	if r.Kind != store.KindHeartbeat || r.Host != nil || len(r.CollectionErrors) > 0 || r.LostBefore != nil {
 		return store.Heartbeat{}, false
 	}
 	return store.Heartbeat{AgentID: a.AgentID, MachineGUID: a.MachineGUID, Sequence: r.Sequence,

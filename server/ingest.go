@@ -41,6 +41,7 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	defer s.inFlight.release(a.AgentID)
 
 	if hb, ok := plainHeartbeat(a, reports); ok && !s.cfg.NoHeartbeatGroups {
+		hb.Incarnation = req.GetBatch().GetIncarnation()
 		applied, queued, err := s.heartbeats.submit(ctx, hb)
 		switch {
 		case !queued:
@@ -56,6 +57,7 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 			s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
 			return nil, s.unavailable("the store could not commit the batch; keep it and retry after the delay")
 		case applied:
+			s.storeCommitted()
 			s.count(reports, store.IngestResult{Applied: []uint64{hb.Sequence}, Acknowledged: hb.Sequence})
 			s.metrics.batches.WithLabelValues(resultOK).Inc()
 			warnDropped(log, req)
@@ -84,10 +86,20 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.IngestTimeout)
 	defer cancel()
 	start := time.Now()
-	res, err := s.store.Ingest(sctx, a.AgentID, a.MachineGUID, reports)
+	res, err := s.store.IngestIncarnation(sctx, a.AgentID, a.MachineGUID, req.GetBatch().GetIncarnation(), reports)
 	s.metrics.ingest.Observe(time.Since(start).Seconds())
 
 	resync := errors.Is(err, store.ErrResyncRequired)
+	if r := res.Restart; r != nil && (err == nil || resync) {
+		log.Warn("agent's spool replaced (deleted or lost, and made anew): its reports are numbered again in a new incarnation",
+			"incarnation", fmt.Sprintf("%016x", r.Incarnation), "previous_incarnation", fmt.Sprintf("%016x", r.Previous),
+			"previous_acknowledged", r.PreviousMark)
+	}
+	if d, ok := errors.AsType[*store.DivergedError](err); ok {
+		log.Warn("agent's spool went back to an older copy (a restored VM snapshot?): a report numbered at the "+
+			"high-water mark is not the one stored; asking for a snapshot above it", "sequence", d.Sequence,
+			"taken_at", d.TakenAt, "stored_taken_at", d.Stored)
+	}
 	switch {
 	case resync:
 		log.Info("resync required", "err", err, "acknowledged", res.Acknowledged)
@@ -103,13 +115,20 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 		log.Info("batch abandoned by the caller", "err", err)
 		return nil, status.FromContextError(ctx.Err()).Err()
 	case err != nil:
-		s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
 		s.metrics.storeErrors.Inc()
+		// A batch that keeps failing is set aside after a while
+		// (quarantine.go), so that the host's later reports get through.
+		if resp, ok := s.quarantineIfStuck(ctx, log, a, req.GetBatch(), reports, err); ok {
+			return resp, nil
+		}
+		s.metrics.batches.WithLabelValues(resultUnavailable).Inc()
 		log.Error("store failed to ingest a batch: pushing back", "err", err, "reports", len(reports))
 		return nil, s.unavailable("the store could not commit the batch; keep it and retry after the delay")
 	}
+	s.storeCommitted()
 
 	s.count(reports, res)
+	s.ingestFindings(ctx, log, a, res)
 	result := resultOK
 	switch {
 	case resync:
@@ -121,8 +140,16 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	// happen; the rest of the batch is committed and cannot be taken back,
 	// so the refused reports are acknowledged (the agent would otherwise
 	// resend them forever) and logged as errors.
+	ack := acknowledgeRejected(reports, res)
 	for _, r := range res.Rejected {
-		log.Error("store rejected a report: acknowledged without its content", "sequence", r.Sequence, "err", r.Err)
+		log.Error("store rejected a report: acknowledged without its content", "sequence", r.Sequence, "acknowledged", ack, "err", r.Err)
+	}
+	for _, g := range res.Gaps {
+		s.metrics.coverageGaps.WithLabelValues(string(g.Reason)).Inc()
+		s.metrics.lostReports.WithLabelValues(string(g.Reason)).Add(float64(g.LostReports()))
+		log.Warn("agent lost reports: coverage gap recorded; the reports after it are stored",
+			"reason", g.Reason, "first_sequence", g.FirstSequence, "last_sequence", g.LastSequence,
+			"lost_reports", g.LostReports(), "gap_start", g.StartTime.Format(time.RFC3339), "gap_end", g.EndTime.Format(time.RFC3339))
 	}
 	s.metrics.batches.WithLabelValues(result).Inc()
 	for _, n := range res.Sanitized {
@@ -131,7 +158,7 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	log.Debug("batch stored", "reports", len(reports), "applied", len(res.Applied), "duplicates", len(res.Duplicates),
 		"late", len(res.Late), "acknowledged", res.Acknowledged, "dropped_reports", req.GetBatch().GetDroppedReports())
 	warnDropped(log, req)
-	return s.ingestResponse(res.Acknowledged, resync), nil
+	return s.ingestResponse(ack, resync), nil
 }
 
 // warnDropped logs, once the batch is stored, that the agent's spool

@@ -81,6 +81,7 @@ func ReportFromProto(r *pb.Report) (store.Report, error) {
 	if (out.Kind == store.KindDelta || out.Kind == store.KindHeartbeat) && out.BaseSequence >= out.Sequence {
 		c.failf(out.Kind.String()+".base_sequence", "is %d, not below the report's own sequence", out.BaseSequence)
 	}
+	out.LostBefore = c.lostReports(r)
 	if c.err != nil {
 		return store.Report{}, c.err
 	}
@@ -243,4 +244,26 @@ func collectionErrors(in []*pb.CollectionError) []store.CollectionError {
 		}
 	}
 	return out
+}
+
+// lostReports converts Report.lost_before: nil when absent. First and last
+// must name reports before r (the store records them as a coverage gap).
+func (c *converter) lostReports(r *pb.Report) *store.LostReports {
+	lb := r.GetLostBefore()
+	if lb == nil {
+		return nil
+	}
+	switch {
+	case lb.GetFirstSequence() == 0:
+		c.failf("lost_before.first_sequence", "must be at least 1")
+	case lb.GetLastSequence() < lb.GetFirstSequence():
+		c.failf("lost_before.last_sequence", "is %d, below first_sequence %d", lb.GetLastSequence(), lb.GetFirstSequence())
+	case lb.GetLastSequence() >= r.GetSequence():
+		c.failf("lost_before.last_sequence", "is %d, not below the report's own sequence", lb.GetLastSequence())
+	}
+	reason := store.GapLostReports
+	if lb.GetReason() == pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE {
+		reason = store.GapSpoolDamage
+	}
+	return &store.LostReports{FirstSequence: lb.GetFirstSequence(), LastSequence: lb.GetLastSequence(), Reason: reason}
 }

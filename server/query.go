@@ -49,7 +49,13 @@ func (s *Server) serveQuery(ctx context.Context, req any, info *grpc.UnaryServer
 		s.log.Info("query", append(attrs, "err", err)...)
 		return nil, err
 	}
-	s.log.Info("query", append(attrs, "results", resultCount(resp))...)
+	attrs = append(attrs, "results", resultCount(resp))
+	if a, ok := resp.(interface{ GetAmbiguousHosts() []*pb.HostRef }); ok && len(a.GetAmbiguousHosts()) > 0 {
+		// The host selector named several hosts, whose sessions the answer
+		// mixes (each row names its host).
+		attrs = append(attrs, "ambiguous_hosts", len(a.GetAmbiguousHosts()))
+	}
+	s.log.Info("query", attrs...)
 	return resp, nil
 }
 
@@ -82,6 +88,7 @@ func (q *queryService) WhoWasOn(ctx context.Context, req *pb.WhoWasOnRequest) (*
 	var p params
 	p.str("host", req.GetHost(), true)
 	at := p.time("at", req.GetAt(), true)
+	p.notFuture("at", at, q.s.cfg.Now())
 	cur := p.cursor("WhoWasOn", req, req.GetPageToken())
 	if p.err != nil {
 		return nil, p.err
@@ -90,7 +97,7 @@ func (q *queryService) WhoWasOn(ctx context.Context, req *pb.WhoWasOnRequest) (*
 	if err != nil {
 		return nil, q.s.queryError(err)
 	}
-	out := &pb.WhoWasOnResponse{NextPageToken: pageToken("WhoWasOn", req, res.NextCursor)}
+	out := &pb.WhoWasOnResponse{NextPageToken: pageToken("WhoWasOn", req, res.NextCursor), AmbiguousHosts: hostRefsToProto(res.AmbiguousHosts)}
 	for _, l := range res.Logon {
 		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
 	}
@@ -105,6 +112,7 @@ func (q *queryService) AccountTimeline(ctx context.Context, req *pb.AccountTimel
 	var p params
 	p.str("account", req.GetAccount(), true)
 	from := p.time("start_time", req.GetStartTime(), true)
+	p.notFuture("start_time", from, q.s.cfg.Now())
 	to := p.time("end_time", req.GetEndTime(), true)
 	cur := p.cursor("AccountTimeline", req, req.GetPageToken())
 	if p.err != nil {
@@ -130,6 +138,7 @@ func (q *queryService) ListLogonSessions(ctx context.Context, req *pb.ListLogonS
 	p.str("authentication_package", req.GetAuthenticationPackage(), false)
 	types := p.logonTypes(req.GetLogonTypes())
 	from := p.time("start_time", req.GetStartTime(), true)
+	p.notFuture("start_time", from, q.s.cfg.Now())
 	to := p.time("end_time", req.GetEndTime(), true)
 	cur := p.cursor("ListLogonSessions", req, req.GetPageToken())
 	if p.err != nil {
@@ -141,7 +150,7 @@ func (q *queryService) ListLogonSessions(ctx context.Context, req *pb.ListLogonS
 	if err != nil {
 		return nil, q.s.queryError(err)
 	}
-	out := &pb.ListLogonSessionsResponse{NextPageToken: pageToken("ListLogonSessions", req, res.NextCursor)}
+	out := &pb.ListLogonSessionsResponse{NextPageToken: pageToken("ListLogonSessions", req, res.NextCursor), AmbiguousHosts: hostRefsToProto(res.AmbiguousHosts)}
 	for _, l := range res.Items {
 		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
 	}
@@ -155,6 +164,7 @@ func (q *queryService) ListServerSessions(ctx context.Context, req *pb.ListServe
 	p.str("user_name", req.GetUserName(), false)
 	p.str("to_host", req.GetToHost(), false)
 	from := p.time("start_time", req.GetStartTime(), true)
+	p.notFuture("start_time", from, q.s.cfg.Now())
 	to := p.time("end_time", req.GetEndTime(), true)
 	cur := p.cursor("ListServerSessions", req, req.GetPageToken())
 	if p.err != nil {
@@ -166,7 +176,7 @@ func (q *queryService) ListServerSessions(ctx context.Context, req *pb.ListServe
 	if err != nil {
 		return nil, q.s.queryError(err)
 	}
-	out := &pb.ListServerSessionsResponse{NextPageToken: pageToken("ListServerSessions", req, res.NextCursor)}
+	out := &pb.ListServerSessionsResponse{NextPageToken: pageToken("ListServerSessions", req, res.NextCursor), AmbiguousHosts: hostRefsToProto(res.AmbiguousHosts)}
 	for _, si := range res.Items {
 		out.ServerSessions = append(out.ServerSessions, serverIntervalToProto(si))
 	}
@@ -190,7 +200,7 @@ func (q *queryService) ListOpenSessions(ctx context.Context, req *pb.ListOpenSes
 	if err != nil {
 		return nil, q.s.queryError(err)
 	}
-	out := &pb.ListOpenSessionsResponse{NextPageToken: pageToken("ListOpenSessions", req, res.NextCursor)}
+	out := &pb.ListOpenSessionsResponse{NextPageToken: pageToken("ListOpenSessions", req, res.NextCursor), AmbiguousHosts: hostRefsToProto(res.AmbiguousHosts)}
 	for _, l := range res.Items {
 		out.LogonSessions = append(out.LogonSessions, logonIntervalToProto(l))
 	}
@@ -221,10 +231,11 @@ func (q *queryService) ListHosts(ctx context.Context, req *pb.ListHostsRequest) 
 		out.Hosts = append(out.Hosts, &pb.HostStatus{
 			Host:               hostToProto(h.Host),
 			FirstSeen:          ts(h.FirstReceived),
-			LastSeen:           ts(h.LastReceived),
+			LastSeen:           ts(h.StoredUpTo),
 			AgentId:            h.AgentID,
 			OpenLogonSessions:  uint32(h.OpenLogonSessions),
 			OpenServerSessions: uint32(h.OpenServerSessions),
+			AgentKeyReuseAt:    ts(h.AgentKeyReuseAt),
 		})
 	}
 	return out, nil
@@ -277,6 +288,17 @@ func (p *params) time(field string, v *timestamppb.Timestamp, required bool) tim
 		return time.Time{}
 	}
 	return v.AsTime()
+}
+
+// notFuture refuses a moment after the collector's clock (beyond the
+// clock skew reports may have): history is known up to now, and a session
+// open now is not known to be open then, so a question about the future
+// would be answered with today's open sessions as if they were known.
+func (p *params) notFuture(field string, t, now time.Time) {
+	if t.After(now.Add(store.MaxClockSkew)) {
+		p.fail(field, "%s is in the future (the collector's clock says %s): history is known only up to now",
+			t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 }
 
 // Page tokens wrap the store's cursor with a digest of the query they

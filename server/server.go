@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,21 +29,32 @@ import (
 )
 
 // Server is a collector: the CollectorService for agents, the QueryService
-// for analysts, and the gRPC health service, on one gRPC server. Several
-// Servers (in one process or many) may share one store.
+// for analysts, and the gRPC health service, on one listener. Behind it are
+// two gRPC servers with the same services: one for connections with an
+// agent certificate, one with small limits for every other connection
+// (peers.go). Several Servers (in one process or many) may share one store.
 type Server struct {
-	cfg     Config
-	store   *store.Store
-	log     *slog.Logger
-	grpc    *grpc.Server
-	health  *health.Server
-	metrics *metrics
-	reg     *prometheus.Registry
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+	// grpc serves connections with an agent certificate, guestGRPC every
+	// other one.
+	grpc      *grpc.Server
+	guestGRPC *grpc.Server
+	tlsConfig *tls.Config
+	guests    *guestConns
+	tapLog    *rateLimiter
+	health    *health.Server
+	metrics   *metrics
+	reg       *prometheus.Registry
 
 	agents      *agentCache
 	active      *activeAgents
 	inFlight    *inFlight
 	ingestSlots chan struct{}
+	// lastCommit is when the store last committed a batch (UnixNano, the
+	// collector's clock), for the quarantine (quarantine.go).
+	lastCommit  atomic.Int64
 	heartbeats  *heartbeatGroups
 	enrollBySrc *rateLimiter
 	enrollAll   *rateLimiter
@@ -50,6 +64,10 @@ type Server struct {
 	stopOnce sync.Once
 	bg       sync.WaitGroup
 	web      webServers
+
+	lisMu     sync.Mutex
+	listeners []net.Listener
+	closing   bool
 }
 
 // New returns a collector serving st with cfg. It fails when cfg lacks what
@@ -76,6 +94,7 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		enrollBySrc: newRateLimiter(cfg.EnrollPerSecond, cfg.EnrollBurst),
 		enrollAll:   newRateLimiter(cfg.EnrollPerSecond*DefaultEnrollGlobalFactor, cfg.EnrollBurst*DefaultEnrollGlobalFactor),
 		renewLimit:  newRateLimiter(float64(cfg.RenewPerHour)/3600, cfg.RenewPerHour),
+		tapLog:      newRateLimiter(10, 10),
 		stop:        make(chan struct{}),
 	}
 	s.heartbeats = newHeartbeatGroups(s)
@@ -87,32 +106,57 @@ func New(cfg Config, st *store.Store) (*Server, error) {
 		return float64(s.active.count(s.cfg.Now(), s.cfg.ActiveAgentWindow))
 	})
 
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:                  cfg.KeepaliveTime,
-			Timeout:               cfg.KeepaliveTimeout,
-			MaxConnectionAge:      cfg.MaxConnectionAge,
-			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
-		}),
+	s.guests = newGuestConns(MaxGuestConnections, s.reg)
+
+	keep := keepalive.ServerParameters{
+		Time:                  cfg.KeepaliveTime,
+		Timeout:               cfg.KeepaliveTimeout,
+		MaxConnectionAge:      cfg.MaxConnectionAge,
+		MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+	}
+	guestKeep := keep
+	guestKeep.MaxConnectionIdle = GuestMaxIdle
+	common := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             cfg.KeepaliveMinTime,
 			PermitWithoutStream: true,
 		}),
+		grpc.InTapHandle(s.tapHandle),
+		// The TLS handshake is done by then (peers.go): this bounds the
+		// wait for the client's HTTP/2 preface (gRPC's default is 120 s).
+		grpc.ConnectionTimeout(HandshakeTimeout),
 		grpc.ChainUnaryInterceptor(s.recoverInterceptor, s.authInterceptor),
 	}
+	var creds credentials.TransportCredentials = admittedCreds{}
 	if cfg.InsecurePlaintextDev {
-		opts = append(opts, grpc.Creds(insecure.NewCredentials()))
+		creds = insecure.NewCredentials()
 		s.metrics.plaintext.Set(1)
 	} else {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(cfg.ServerCertificate, cfg.Trust))))
+		s.tlsConfig = pki.ServerTLSConfig(cfg.ServerCertificate, cfg.Trust)
 	}
-	s.grpc = grpc.NewServer(opts...)
-	pb.RegisterCollectorServiceServer(s.grpc, &collectorService{s: s})
-	pb.RegisterQueryServiceServer(s.grpc, &queryService{s: s})
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	if cfg.EnableReflection {
-		reflection.Register(s.grpc)
+	s.grpc = grpc.NewServer(slices.Concat(common, []grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.KeepaliveParams(keep),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(AgentMaxStreams),
+		grpc.MaxHeaderListSize(AgentMaxHeaderBytes),
+	})...)
+	s.guestGRPC = grpc.NewServer(slices.Concat(common, []grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.KeepaliveParams(guestKeep),
+		grpc.MaxRecvMsgSize(min(GuestMaxMessageBytes, cfg.MaxMessageBytes)),
+		grpc.MaxConcurrentStreams(GuestMaxStreams),
+		grpc.MaxHeaderListSize(GuestMaxHeaderBytes),
+		grpc.InitialWindowSize(GuestWindowBytes),
+		grpc.InitialConnWindowSize(GuestWindowBytes),
+	})...)
+	for _, g := range []*grpc.Server{s.grpc, s.guestGRPC} {
+		pb.RegisterCollectorServiceServer(g, &collectorService{s: s})
+		pb.RegisterQueryServiceServer(g, &queryService{s: s})
+		healthpb.RegisterHealthServer(g, s.health)
+		if cfg.EnableReflection {
+			reflection.Register(g)
+		}
 	}
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 	return s, nil
@@ -139,8 +183,24 @@ func (s *Server) Serve(lis net.Listener) error {
 		onChange: func(n int) { s.metrics.connections.Set(float64(n)) },
 		refused:  s.metrics.refusedConn.Inc,
 	}
-	err := s.grpc.Serve(ll)
-	if errors.Is(err, grpc.ErrServerStopped) {
+	if !s.track(ll) {
+		return nil
+	}
+	// Every connection is admitted (its handshake done, its kind decided:
+	// peers.go) before one of the two gRPC servers reads from it.
+	agents, guests := newConnQueue(lis.Addr()), newConnQueue(lis.Addr())
+	served := make(chan error, 2)
+	go func() { served <- s.grpc.Serve(agents) }()
+	go func() { served <- s.guestGRPC.Serve(guests) }()
+	err := s.acceptLoop(ll, agents, guests)
+	agents.Close()
+	guests.Close()
+	for range 2 {
+		if e := <-served; e != nil && !errors.Is(e, grpc.ErrServerStopped) && !errors.Is(e, net.ErrClosed) {
+			s.log.Error("gRPC server stopped", "err", e)
+		}
+	}
+	if s.stopping() {
 		return nil
 	}
 	return err
@@ -170,6 +230,7 @@ func (s *Server) ListenAndServe() error {
 // It returns ctx's error if it had to cut calls off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.closeListeners()
 	s.health.Shutdown()
 	webDone := make(chan struct{})
 	go func() {
@@ -178,7 +239,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	done := make(chan struct{})
 	go func() {
-		s.grpc.GracefulStop()
+		var wg sync.WaitGroup
+		wg.Go(s.grpc.GracefulStop)
+		wg.Go(s.guestGRPC.GracefulStop)
+		wg.Wait()
 		close(done)
 	}()
 	var err error
@@ -187,6 +251,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.log.Warn("collector shutdown: deadline reached, cancelling calls in flight", "err", ctx.Err())
 		s.grpc.Stop()
+		s.guestGRPC.Stop()
 		<-done
 		err = ctx.Err()
 	}

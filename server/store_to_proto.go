@@ -24,6 +24,16 @@ func hostRefToProto(h store.HostRef) *pb.HostRef {
 	return &pb.HostRef{MachineGuid: h.MachineGUID, Hostname: h.Hostname, Domain: h.Domain}
 }
 
+// hostRefsToProto converts the hosts an ambiguous host selector named; nil
+// for none.
+func hostRefsToProto(hs []store.HostRef) []*pb.HostRef {
+	var out []*pb.HostRef
+	for _, h := range hs {
+		out = append(out, hostRefToProto(h))
+	}
+	return out
+}
+
 func hostToProto(h store.Host) *pb.Host {
 	return &pb.Host{MachineGuid: h.MachineGUID, Hostname: h.Hostname, Domain: h.Domain,
 		OsCaption: h.OSCaption, OsVersion: h.OSVersion, OsBuild: h.OSBuild,

@@ -131,6 +131,16 @@ type Agent struct {
 	// Source is the network address the agent enrolled from (empty for agents
 	// the store learnt of without enrollment).
 	Source string
+	// CertUsedAt is when the collector first accepted a call with
+	// CertSerial (MarkAgentCertificateUsed); zero while it has not. From
+	// then on the previous certificate is refused (docs/design/0003-security.md C6).
+	CertUsedAt time.Time
+	// KeyReuseAt is when a call with a superseded certificate of the agent
+	// was first refused (FlagAgentKeyReuse): its key is in use twice, a
+	// copied key or a cloned machine; zero when never. KeyReuseSerial is
+	// the serial of the latest such call.
+	KeyReuseAt     time.Time
+	KeyReuseSerial string
 }
 
 // MachineEnrolledError is the error behind ErrMachineEnrolled: it names the
@@ -413,7 +423,7 @@ func (s *Store) AllowReenrollment(ctx context.Context, machineGUID string, expir
 // agentSelect reads Agent values; queryAgents appends the rest of the query.
 const agentSelect = `SELECT a.agent_id, h.machine_guid, h.hostname, coalesce(a.secret_id, ''), a.enrolled_at,
 	a.disabled_at, coalesce(a.cert_serial, ''), a.cert_not_after, coalesce(a.previous_cert_serial, ''),
-	coalesce(a.source_addr, ''), a.last_received
+	coalesce(a.source_addr, ''), a.last_received, a.cert_used_at, a.key_reuse_at, coalesce(a.key_reuse_serial, '')
 	FROM agent a JOIN host h ON h.host_id = a.host_id `
 
 // querier is a pool or a transaction.
@@ -428,10 +438,11 @@ func queryAgents(ctx context.Context, q querier, rest string, args ...any) ([]Ag
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Agent, error) {
 		var a Agent
-		var enrolled, disabled, notAfter, last pgtype.Timestamptz
+		var enrolled, disabled, notAfter, last, used, reuse pgtype.Timestamptz
 		err := r.Scan(&a.ID, &a.MachineGUID, &a.Hostname, &a.SecretID, &enrolled, &disabled,
-			&a.CertSerial, &notAfter, &a.PreviousCertSerial, &a.Source, &last)
+			&a.CertSerial, &notAfter, &a.PreviousCertSerial, &a.Source, &last, &used, &reuse, &a.KeyReuseSerial)
 		a.EnrolledAt, a.DisabledAt, a.CertNotAfter, a.LastReceived = nullTime(enrolled), nullTime(disabled), nullTime(notAfter), nullTime(last)
+		a.CertUsedAt, a.KeyReuseAt = nullTime(used), nullTime(reuse)
 		a.Disabled = disabled.Valid
 		return a, err
 	})
@@ -516,8 +527,9 @@ func (s *Store) SetAgentDisabled(ctx context.Context, id string, disabled bool) 
 // RecordAgentCertificate records the certificate issued to an agent at
 // renewal.
 //
-// The agent's current serial becomes its previous one; recording the current
-// serial again (a retried call) changes nothing.
+// The agent's current serial becomes its previous one, and the new one is
+// not used yet (CertUsedAt); recording the current serial again (a retried
+// call) changes nothing.
 func (s *Store) RecordAgentCertificate(ctx context.Context, id, serial string, notAfter time.Time) error {
 	if err := validKey("id", id); err != nil {
 		return err
@@ -528,7 +540,8 @@ func (s *Store) RecordAgentCertificate(ctx context.Context, id, serial string, n
 	if notAfter.IsZero() {
 		return &FieldError{Field: "notAfter", Reason: "missing"}
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE agent SET previous_cert_serial = cert_serial, cert_serial = $2, cert_not_after = $3
+	tag, err := s.pool.Exec(ctx, `UPDATE agent SET previous_cert_serial = cert_serial, cert_serial = $2, cert_not_after = $3,
+		cert_used_at = NULL
 		WHERE agent_id = $1 AND cert_serial IS DISTINCT FROM $2`, id, serial, pgTime(notAfter))
 	if err != nil {
 		return fmt.Errorf("store: record certificate %s of agent %q: %w", serial, id, err)
@@ -541,6 +554,51 @@ func (s *Store) RecordAgentCertificate(ctx context.Context, id, serial string, n
 		if !exists {
 			return fmt.Errorf("store: record certificate %s of agent %q: %w", serial, id, ErrNotFound)
 		}
+	}
+	return nil
+}
+
+// MarkAgentCertificateUsed records that the collector accepted a call of
+// the agent with the certificate serial: when serial is the agent's latest
+// (CertSerial) and not marked yet, CertUsedAt becomes now, and from then on
+// its previous certificate is refused (docs/design/0003-security.md C6). It
+// reports whether it marked it; any other serial, or an unknown agent,
+// changes nothing.
+func (s *Store) MarkAgentCertificateUsed(ctx context.Context, id, serial string) (bool, error) {
+	if err := validKey("id", id); err != nil {
+		return false, err
+	}
+	if err := validKey("serial", serial); err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE agent SET cert_used_at = $3
+		WHERE agent_id = $1 AND lower(cert_serial) = lower($2) AND cert_used_at IS NULL`, id, serial, pgTime(s.now()))
+	if err != nil {
+		return false, fmt.Errorf("store: mark certificate %s of agent %q used: %w", serial, id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// FlagAgentKeyReuse flags an agent whose superseded certificate serial was
+// presented after its successor had been used: the agent's key is in use
+// twice (docs/design/0003-security.md C6). The first time is kept
+// (KeyReuseAt), the serial is the latest presented. The flag stays until an
+// admin disables the agent (the hosts list shows it only for enabled
+// agents). An unknown agent is ErrNotFound.
+func (s *Store) FlagAgentKeyReuse(ctx context.Context, id, serial string) error {
+	if err := validKey("id", id); err != nil {
+		return err
+	}
+	if err := validKey("serial", serial); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE agent SET key_reuse_at = coalesce(key_reuse_at, $3), key_reuse_serial = $2
+		WHERE agent_id = $1`, id, serial, pgTime(s.now()))
+	if err != nil {
+		return fmt.Errorf("store: flag agent %q: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: flag agent %q: %w", id, ErrNotFound)
 	}
 	return nil
 }

@@ -83,15 +83,16 @@ func TestIngestHeartbeatsEqualsIngest(t *testing.T) {
 	// Not the plain case: each is left to Ingest, and changes nothing.
 	before := hbState(t, s, guids[1], agents[1])
 	for name, h := range map[string]Heartbeat{
-		"duplicate":     {agents[1], guids[1], 4, 1, at(5 * time.Minute)},
-		"resync":        {agents[1], guids[1], 5, 3, at(5 * time.Minute)},
-		"late":          {agents[1], guids[1], 5, 1, at(4 * time.Minute)},
-		"unknown agent": {"agent-new", guids[1], 5, 1, at(5 * time.Minute)},
-		"wrong host":    {agents[0], guids[1], 5, 1, at(5 * time.Minute)},
-		"unknown host":  {agents[1], "22222222-0000-0000-0000-000000000002", 5, 1, at(5 * time.Minute)},
-		"invalid":       {agents[1], guids[1], 5, 5, at(5 * time.Minute)},
-		"future":        {agents[1], guids[1], 5, 1, at(90 * 24 * time.Hour)},
-		"bad guid":      {agents[1], "'; DROP TABLE host; --", 5, 1, at(5 * time.Minute)},
+		"duplicate":       {agents[1], guids[1], 4, 1, at(5 * time.Minute), 0},
+		"resync":          {agents[1], guids[1], 5, 3, at(5 * time.Minute), 0},
+		"late":            {agents[1], guids[1], 5, 1, at(4 * time.Minute), 0},
+		"unknown agent":   {"agent-new", guids[1], 5, 1, at(5 * time.Minute), 0},
+		"wrong host":      {agents[0], guids[1], 5, 1, at(5 * time.Minute), 0},
+		"unknown host":    {agents[1], "22222222-0000-0000-0000-000000000002", 5, 1, at(5 * time.Minute), 0},
+		"invalid":         {agents[1], guids[1], 5, 5, at(5 * time.Minute), 0},
+		"future":          {agents[1], guids[1], 5, 1, at(90 * 24 * time.Hour), 0},
+		"bad guid":        {agents[1], "'; DROP TABLE host; --", 5, 1, at(5 * time.Minute), 0},
+		"new incarnation": {agents[1], guids[1], 5, 1, at(5 * time.Minute), 77},
 	} {
 		applied, err := s.IngestHeartbeats(ctx, []Heartbeat{h})
 		if err != nil || applied[0] {
@@ -105,9 +106,9 @@ func TestIngestHeartbeatsEqualsIngest(t *testing.T) {
 	// Several agents in one call; a second heartbeat of the same agent is
 	// left for later.
 	applied, err := s.IngestHeartbeats(ctx, []Heartbeat{
-		{agents[0], guids[0], 5, 1, at(5 * time.Minute)},
-		{agents[1], guids[1], 5, 1, at(5 * time.Minute)},
-		{agents[1], guids[1], 6, 1, at(6 * time.Minute)},
+		{agents[0], guids[0], 5, 1, at(5 * time.Minute), 0},
+		{agents[1], guids[1], 5, 1, at(5 * time.Minute), 0},
+		{agents[1], guids[1], 6, 1, at(6 * time.Minute), 0},
 	})
 	if err != nil || !slices.Equal(applied, []bool{true, true, false}) {
 		t.Fatalf("grouped call = %v, %v; want [true true false]", applied, err)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -43,6 +44,9 @@ type logonRow struct {
 	// storedEnd is end_before as stored (zero for 'infinity'), for the
 	// writer to find the row; the rules never change it.
 	storedEnd time.Time
+	// loc is where the stored row was read (its ctid), for the writer to
+	// update it without searching (ingest.go); the rules never use it.
+	loc rowLoc
 	// dirty says that a stored row changed and must be written.
 	dirty bool
 }
@@ -59,6 +63,7 @@ type serverRow struct {
 	clientID, transport int32
 	lastSeen, endBefore time.Time
 	storedEnd           time.Time
+	loc                 rowLoc
 	dirty               bool
 }
 
@@ -95,6 +100,19 @@ type hostIntervals struct {
 	facts        Host
 	factsChanged bool
 	boot         time.Time // zero: unknown
+	// bootSince is the observation from which boot is the host's boot: the
+	// report that changed the boot to it (zero when not known: the boot has
+	// not changed since the host's first report, or since before migration
+	// 005). An interval that ended by then is immutable (frozen).
+	bootSince time.Time
+	// rename is the host's change of name in this call; nil when none.
+	rename *HostRename
+	// anomalies are the notes of what the rules refused to take as reported
+	// (IngestResult.Anomalies).
+	anomalies []Note
+	// frozenMet lists, per session class, the sessions of the report being
+	// applied that met a frozen interval, for its note.
+	frozenMet [2][]string
 	// lastSeen is the newest observation applied; logonSeenAt and
 	// serverSeenAt the newest complete one per class (zero: none yet).
 	lastSeen, logonSeenAt, serverSeenAt time.Time
@@ -173,12 +191,7 @@ func (h *hostIntervals) apply(r *Report) (late bool) {
 		h.applyLive(r)
 	}
 	if r.Kind != KindHeartbeat {
-		h.incomplete = h.incomplete[:0]
-		for _, c := range []string{ClassLogonSession, ClassServerSession} {
-			if r.incomplete(c) {
-				h.incomplete = append(h.incomplete, c)
-			}
-		}
+		h.incomplete = h.incompleteAfter(r, late) // gaps.go
 	}
 	return late
 }
@@ -187,6 +200,9 @@ func (h *hostIntervals) apply(r *Report) (late bool) {
 // CollectionError names; for a Heartbeat, those complete in the state it
 // confirms.
 func (h *hostIntervals) completeClasses(r *Report) (logon, server bool) {
+	if r.Kind != KindSnapshot && h.unsettled() {
+		return false, false // after a coverage gap, until a Snapshot (gaps.go)
+	}
 	if r.Kind == KindHeartbeat {
 		return !slices.Contains(h.incomplete, ClassLogonSession), !slices.Contains(h.incomplete, ClassServerSession)
 	}
@@ -197,7 +213,7 @@ func (h *hostIntervals) completeClasses(r *Report) (logon, server bool) {
 func (h *hostIntervals) applyLive(r *Report) {
 	obs := r.TakenAt
 	if r.Host != nil {
-		h.applyFacts(r.Host, obs)
+		h.applyFacts(r.Sequence, r.Host, obs)
 	}
 	logonDone, serverDone := h.completeClasses(r)
 	switch r.Kind {
@@ -206,6 +222,7 @@ func (h *hostIntervals) applyLive(r *Report) {
 	case KindDelta:
 		h.applyDelta(r)
 	}
+	h.noteFrozenMet(r.Sequence)
 	if logonDone {
 		h.logonSeenAt = obs
 	}
@@ -269,16 +286,19 @@ func (h *hostIntervals) applyDelta(r *Report) {
 	}
 }
 
-// applyFacts records the host's facts and handles a boot change: a boot
-// becoming known re-keys the open logon sessions; a new boot ends every
-// open session of the old one.
-func (h *hostIntervals) applyFacts(host *Host, obs time.Time) {
+// applyFacts records the host's facts (and a change of its name) and
+// handles a boot change: a boot becoming known re-keys the open logon
+// sessions; a new boot ends every open session of the old one, and the
+// intervals that ended by then become immutable. A boot earlier than the
+// current one is noted as an anomaly, and taken as a new boot all the same.
+func (h *hostIntervals) applyFacts(seq uint64, host *Host, obs time.Time) {
 	f := *host
 	newBoot := f.LastBootTime
 	f.LastBootTime = time.Time{}
 	old := h.facts
 	old.LastBootTime, old.MachineGUID = time.Time{}, f.MachineGUID
 	if f != old {
+		h.noteRename(old, f)
 		h.facts, h.factsChanged = f, true
 	}
 	if newBoot.IsZero() {
@@ -290,11 +310,87 @@ func (h *hostIntervals) applyFacts(host *Host, obs time.Time) {
 		// The open sessions stored under "unknown" belong to this boot.
 		h.rekeyOpen(newBoot)
 	case absDur(newBoot.Sub(cur)) > BootJitter:
+		if newBoot.Before(cur) {
+			h.note(seq, "Host.LastBootTime", fmt.Sprintf("moved back from %s to %s (a virtual machine restored from a snapshot, "+
+				"a clock stepped back, or a forged report): taken as a new boot from this observation; the intervals that "+
+				"ended before it are kept as stored, never reopened", cur.UTC().Format(time.RFC3339Nano), newBoot.UTC().Format(time.RFC3339Nano)))
+		}
 		h.endBoot(newBoot, obs)
+		h.bootSince = obs
 	default:
 		return // the same boot
 	}
 	h.boot, h.factsChanged = newBoot, true
+}
+
+// noteRename records that the host's name (host name and domain) changed
+// from old's to f's.
+func (h *hostIntervals) noteRename(old, f Host) {
+	if old.Hostname == f.Hostname && old.Domain == f.Domain {
+		return
+	}
+	if h.rename == nil {
+		h.rename = &HostRename{From: HostName{Hostname: old.Hostname, Domain: old.Domain}}
+	}
+	h.rename.To = HostName{Hostname: f.Hostname, Domain: f.Domain}
+}
+
+// renamed returns the host's change of name over the reports applied, nil
+// when its name is what it was before them.
+func (h *hostIntervals) renamed() *HostRename {
+	if h.rename == nil || h.rename.From == h.rename.To {
+		return nil
+	}
+	r := *h.rename
+	return &r
+}
+
+// note records an anomaly of report seq.
+func (h *hostIntervals) note(seq uint64, field, change string) {
+	h.anomalies = append(h.anomalies, Note{Sequence: seq, Field: field, Change: change})
+}
+
+// frozen says whether a closed interval that ended before endBefore is
+// immutable: it ended before the host's current stay in its boot began
+// (bootSince; when not known, the boot itself), so it belongs to an earlier
+// boot, or to an earlier stay in this one that the host left. A frozen
+// interval is never reopened: a session seen again gets a new interval
+// (docs/design/0002-storage.md, "Closed intervals are immutable").
+func (h *hostIntervals) frozen(endBefore time.Time) bool {
+	since := h.bootSince
+	if since.IsZero() {
+		since = h.boot
+	}
+	return !since.IsZero() && !endBefore.After(since)
+}
+
+// Classes of frozenMet.
+const (
+	frozenLogon = iota
+	frozenServer
+)
+
+// noteFrozenMet notes the sessions of report seq that met a frozen
+// interval, one note per class.
+func (h *hostIntervals) noteFrozenMet(seq uint64) {
+	for class, field := range [2]string{"LogonSessions", "ServerSessions"} {
+		met := h.frozenMet[class]
+		if len(met) == 0 {
+			continue
+		}
+		list := met
+		if len(list) > 10 {
+			list = list[:10]
+		}
+		more := ""
+		if len(met) > len(list) {
+			more = fmt.Sprintf(" and %d more", len(met)-len(list))
+		}
+		h.note(seq, field, fmt.Sprintf("%d seen again after their intervals ended before the host's current boot began "+
+			"(a boot it had left, or another boot): each got a new interval, and the ended ones are kept as stored: %s%s",
+			len(met), strings.Join(list, ", "), more))
+		h.frozenMet[class] = met[:0]
+	}
 }
 
 // rekeyOpen moves the open logon sessions to boot.
@@ -359,7 +455,8 @@ func (h *hostIntervals) upsertLogon(ls *LogonSession, obs time.Time) *logonRow {
 		}
 		return r
 	}
-	if r, ok := h.logonClosed[k]; ok {
+	r, ok := h.logonClosed[k]
+	if ok && !h.frozen(r.endBefore) {
 		delete(h.logonClosed, k)
 		r.lastSeen, r.endBefore, r.dirty = time.Time{}, time.Time{}, true
 		if r.accountID == 0 && acct != 0 {
@@ -368,7 +465,14 @@ func (h *hostIntervals) upsertLogon(ls *LogonSession, obs time.Time) *logonRow {
 		h.logonOpen[k] = r
 		return r
 	}
-	r := h.newLogonRow(boot, ls, obs)
+	frozen := ok
+	r = h.newLogonRow(boot, ls, obs)
+	if frozen {
+		// Seen again after its interval was frozen: a new interval from
+		// this observation, which does not overlap the frozen one.
+		r.sess.StartTime = obs
+		h.frozenMet[frozenLogon] = append(h.frozenMet[frozenLogon], "LogonId "+ls.LogonID)
+	}
 	h.logonOpen[k] = r
 	h.logonRows = append(h.logonRows, r)
 	return r
@@ -385,7 +489,16 @@ func (h *hostIntervals) upsertServer(ss *ServerSession, obs time.Time, delta boo
 		return r
 	}
 	if known {
-		if r := matchOpen(h.serverClosed[p], start, true, taken); r != nil {
+		r := matchOpen(h.serverClosed[p], start, true, taken)
+		if r != nil && h.frozen(r.endBefore) {
+			// Never reopened; an unfrozen interval within reach may be.
+			r = matchOpen(slices.DeleteFunc(slices.Clone(h.serverClosed[p]), func(x *serverRow) bool { return h.frozen(x.endBefore) }),
+				start, true, taken)
+			if r == nil {
+				h.frozenMet[frozenServer] = append(h.frozenMet[frozenServer], "ComputerName "+ss.ComputerName+" UserName "+ss.UserName)
+			}
+		}
+		if r != nil {
 			h.serverClosed[p] = slices.DeleteFunc(h.serverClosed[p], func(x *serverRow) bool { return x == r })
 			r.lastSeen, r.endBefore, r.dirty = time.Time{}, time.Time{}, true
 			h.serverOpen[p] = append(h.serverOpen[p], r)

@@ -30,11 +30,14 @@ func lowerTo(t *time.Time, v time.Time) {
 // closedQuery returns the closed intervals the reports numbered above hwm
 // may meet. Live sessions that are open, or that started after the last
 // complete observation of their class, cannot have been stored as ended and
-// are left out.
+// are left out; once a report changes the boot, the open ones are read too
+// (the boot change ends them, and a boot the host returns to may have
+// intervals of the same keys, which are immutable and must be found).
 func (h *hostIntervals) closedQuery(reports []Report, hwm uint64) closedQuery {
 	var q closedQuery
 	newest := h.lastSeen
 	bootFrom := h.currentBoot()
+	boot, bootChanged := h.currentBoot(), false
 	openIDs := make(map[string]bool, len(h.logonOpen))
 	for k := range h.logonOpen {
 		openIDs[k.id] = true
@@ -47,12 +50,18 @@ func (h *hostIntervals) closedQuery(reports []Report, hwm uint64) closedQuery {
 		late := isLate(newest, r.TakenAt)
 		if !late {
 			newest = r.TakenAt
+			if r.Host != nil && !r.Host.LastBootTime.IsZero() {
+				if !boot.Equal(unknownBoot) && absDur(r.Host.LastBootTime.Sub(boot)) > BootJitter {
+					bootChanged = true
+				}
+				boot = r.Host.LastBootTime
+			}
 		}
-		q.addLogons(h, r, late, openIDs)
+		q.addLogons(h, r, late, bootChanged, openIDs)
 		if r.Host != nil && !r.Host.LastBootTime.IsZero() {
 			lowerTo(&bootFrom, r.Host.LastBootTime)
 		}
-		q.addServers(h, r, late)
+		q.addServers(h, r, late, bootChanged)
 	}
 	if !q.empty() {
 		// A stored start is the session's StartTime, or the observation that
@@ -63,10 +72,11 @@ func (h *hostIntervals) closedQuery(reports []Report, hwm uint64) closedQuery {
 	return q
 }
 
-// addLogons adds the logon sessions of r that may have a closed interval.
-func (q *closedQuery) addLogons(h *hostIntervals, r *Report, late bool, openIDs map[string]bool) {
+// addLogons adds the logon sessions of r that may have a closed interval;
+// readOpen: also those open now (r or a report before it changed the boot).
+func (q *closedQuery) addLogons(h *hostIntervals, r *Report, late, readOpen bool, openIDs map[string]bool) {
 	for _, ls := range r.LogonSessions {
-		if !late && (openIDs[ls.LogonID] || ls.StartTime.After(h.logonSeenAt)) {
+		if !late && ((openIDs[ls.LogonID] && !readOpen) || ls.StartTime.After(h.logonSeenAt)) {
 			continue
 		}
 		q.logonIDs = append(q.logonIDs, ls.LogonID)
@@ -78,8 +88,9 @@ func (q *closedQuery) addLogons(h *hostIntervals, r *Report, late bool, openIDs 
 	}
 }
 
-// addServers adds the server sessions of r that may have a closed interval.
-func (q *closedQuery) addServers(h *hostIntervals, r *Report, late bool) {
+// addServers adds the server sessions of r that may have a closed interval;
+// readOpen: also those matching an open one (as addLogons).
+func (q *closedQuery) addServers(h *hostIntervals, r *Report, late, readOpen bool) {
 	if late {
 		for _, k := range r.EndedServerSessions {
 			q.computers = append(q.computers, h.ids.label(k.ComputerName))
@@ -90,7 +101,7 @@ func (q *closedQuery) addServers(h *hostIntervals, r *Report, late bool) {
 		ss := &r.ServerSessions[i]
 		p := h.peer(ss.ComputerName, ss.UserName)
 		start, known := serverStart(ss, r.TakenAt)
-		if !late && (matchOpen(h.serverOpen[p], start, known, nil) != nil ||
+		if !late && ((!readOpen && matchOpen(h.serverOpen[p], start, known, nil) != nil) ||
 			(known && start.After(h.serverSeenAt.Add(ServerStartJitter)))) {
 			continue
 		}

@@ -119,6 +119,7 @@ func (d *ivDict) reload(h *hostIntervals) *hostIntervals {
 	n.ids, n.facts, n.boot = h.ids, h.facts, h.currentBoot()
 	n.facts.MachineGUID, n.facts.LastBootTime = "", time.Time{}
 	n.lastSeen, n.logonSeenAt, n.serverSeenAt = h.lastSeen, h.logonSeenAt, h.serverSeenAt
+	n.bootSince = h.bootSince
 	n.incomplete = slices.Clone(h.incomplete)
 	for _, r := range h.logonRows {
 		if r.id == 0 {
@@ -212,6 +213,9 @@ func (d *ivDict) writes(h *hostIntervals) []string {
 func ivHost(h *hostIntervals) string {
 	s := fmt.Sprintf("boot=%s last=%s logon=%s server=%s", ivRel(h.currentBoot()), ivRel(h.lastSeen),
 		ivRel(h.logonSeenAt), ivRel(h.serverSeenAt))
+	if !h.bootSince.IsZero() {
+		s += " boot_since=" + ivRel(h.bootSince)
+	}
 	if h.factsChanged {
 		s += " facts changed"
 	}
@@ -230,6 +234,9 @@ type ivCase struct {
 	late  bool     // whether every report of when is late (else every one is live)
 	want  []string // the writes decided (ivDict.writes), in any order
 	host  string   // ivHost after the call; "" when not checked
+	// notes are the anomalies noted in the call ("sequence field"), in
+	// order; not checked when nil.
+	notes []string
 }
 
 func runIVCases(t *testing.T, cases []ivCase) {
@@ -252,6 +259,15 @@ func runIVCases(t *testing.T, cases []ivCase) {
 			if c.host != "" {
 				if got := ivHost(h); got != c.host {
 					t.Errorf("host:\n  got:  %s\n  want: %s", got, c.host)
+				}
+			}
+			if c.notes != nil {
+				got := []string{}
+				for _, n := range h.anomalies {
+					got = append(got, fmt.Sprintf("%d %s", n.Sequence, n.Field))
+				}
+				if !slices.Equal(got, c.notes) {
+					t.Errorf("anomalies noted: got %q, want %q (%+v)", got, c.notes, h.anomalies)
 				}
 			}
 		})
@@ -403,7 +419,7 @@ func TestIntervalRulesNewBoot(t *testing.T) {
 				`update logon 999@-24h start=-23h59m59s last=0 end<+5m acct=NT AUTHORITY\SYSTEM`,
 				`update server PC7/bob start=-1m last=0 end<+5m`,
 			},
-			host: "boot=+5m last=+10m logon=+10m server=+10m facts changed",
+			host: "boot=+5m last=+10m logon=+10m server=+10m boot_since=+10m facts changed",
 		},
 		{
 			name:  "new boot: end_before = the observation when the boot is not after last_seen",
@@ -415,7 +431,7 @@ func TestIntervalRulesNewBoot(t *testing.T) {
 				`update logon 999@-24h start=-23h59m59s last=0 end<+10m acct=NT AUTHORITY\SYSTEM`,
 				`update server PC7/bob start=-1m last=0 end<+10m`,
 			},
-			host: "boot=-2m last=+10m logon=+10m server=+10m facts changed",
+			host: "boot=-2m last=+10m logon=+10m server=+10m boot_since=+10m facts changed",
 		},
 		{
 			name:  "new boot: a LastBootTime within BootJitter is the same boot",
@@ -432,7 +448,7 @@ func TestIntervalRulesNewBoot(t *testing.T) {
 				`insert logon 1001@-23h59m54s start=-1h open acct=CONTOSO\alice`,
 				`update logon 1001@-24h start=-1h last=0 end<+1m acct=CONTOSO\alice`,
 			},
-			host: "boot=-23h59m54s last=+1m logon=+1m server=+1m facts changed",
+			host: "boot=-23h59m54s last=+1m logon=+1m server=+1m boot_since=+1m facts changed",
 		},
 		{
 			name:  "new boot: the boot going from unknown to known re-keys the open sessions instead",
@@ -447,6 +463,98 @@ func TestIntervalRulesNewBoot(t *testing.T) {
 			when:  []Report{full(2, at(time.Minute), time.Time{}, ivLogons(ivAlice), nil)},
 			want:  nil,
 			host:  "boot=-24h last=+1m logon=+1m server=+1m",
+		},
+	})
+}
+
+// TestIntervalRulesClosedImmutable checks that no report reopens an
+// interval that ended before the host's current stay in its boot began
+// (docs/design/0002-storage.md, "Closed intervals are immutable"): a
+// compromised agent that reports an earlier boot again must not rewrite the
+// history of that boot.
+func TestIntervalRulesClosedImmutable(t *testing.T) {
+	boot5 := at(5 * time.Minute)
+	sys5 := logon("999", boot5.Add(time.Second), "NT AUTHORITY", "SYSTEM")
+	// Booted at -24h with SYSTEM, alice and an SMB session; rebooted at +5m,
+	// seen at +10m: the three intervals ended before +5m.
+	rebooted := []Report{
+		ivFull(1, at(0), ivLogons(ivSys, ivAlice), ivServers(server("PC7", "bob", 60))),
+		full(2, at(10*time.Minute), boot5, ivLogons(sys5), nil),
+	}
+	// ... then reported the boot of -24h again at +11m.
+	returned := append(slices.Clone(rebooted), full(3, at(11*time.Minute), ivBoot, ivLogons(ivSys), nil))
+	runIVCases(t, []ivCase{
+		{
+			name:  "closed intervals are immutable: a boot moved back to one the host had left reopens none of its intervals; its sessions get new intervals from the observation, and it is noted",
+			given: rebooted,
+			when:  []Report{full(3, at(11*time.Minute), ivBoot, ivLogons(ivSys, ivAlice), ivServers(server("PC7", "bob", 720)))},
+			want: []string{
+				`insert logon 1001@-24h start=+11m open acct=CONTOSO\alice`,
+				`insert logon 999@-24h start=+11m open acct=NT AUTHORITY\SYSTEM`,
+				`insert server PC7/bob start=-1m open`,
+				`update logon 999@+5m start=+5m1s last=+10m end<+11m acct=NT AUTHORITY\SYSTEM`,
+			},
+			host:  "boot=-24h last=+11m logon=+11m server=+11m boot_since=+11m facts changed",
+			notes: []string{"3 Host.LastBootTime", "3 LogonSessions", "3 ServerSessions"},
+		},
+		{
+			name:  "closed intervals are immutable: a boot moved back to a time the host never had (a clock stepped back) is a new boot, noted",
+			given: []Report{ivFull(1, at(0), ivLogons(ivAlice), nil)},
+			when:  []Report{full(2, at(time.Minute), ivBoot.Add(-10*time.Second), ivLogons(ivAlice), nil)},
+			want: []string{
+				`insert logon 1001@-24h0m10s start=-1h open acct=CONTOSO\alice`,
+				`update logon 1001@-24h start=-1h last=0 end<+1m acct=CONTOSO\alice`,
+			},
+			host:  "boot=-24h0m10s last=+1m logon=+1m server=+1m boot_since=+1m facts changed",
+			notes: []string{"2 Host.LastBootTime"},
+		},
+		{
+			name:  "closed intervals are immutable: in a later call, a session whose interval ended before the host returned to its boot gets a new interval",
+			given: returned,
+			when:  []Report{full(4, at(12*time.Minute), ivBoot, ivLogons(ivSys, ivAlice), nil)},
+			want:  []string{`insert logon 1001@-24h start=+12m open acct=CONTOSO\alice`},
+			notes: []string{"4 LogonSessions"},
+		},
+		{
+			name: "closed intervals are immutable: an interval that ended during the current stay is still reopened (session seen again)",
+			given: append(slices.Clone(returned),
+				full(4, at(12*time.Minute), ivBoot, ivLogons(ivSys, ivAlice), nil),
+				full(5, at(13*time.Minute), ivBoot, ivLogons(ivSys), nil)),
+			when:  []Report{full(6, at(14*time.Minute), ivBoot, ivLogons(ivSys, ivAlice), nil)},
+			want:  []string{`update logon 1001@-24h start=+12m open acct=CONTOSO\alice`},
+			notes: []string{},
+		},
+		{
+			name:  "closed intervals are immutable: a boot moved forward to one the host had left reopens none of its intervals either",
+			given: returned,
+			when:  []Report{full(4, at(12*time.Minute), boot5, ivLogons(sys5), nil)},
+			want: []string{
+				`insert logon 999@+5m start=+12m open acct=NT AUTHORITY\SYSTEM`,
+				`update logon 999@-24h start=+11m last=+11m end<+12m acct=NT AUTHORITY\SYSTEM`,
+			},
+			host:  "boot=+5m last=+12m logon=+12m server=+12m boot_since=+12m facts changed",
+			notes: []string{"4 LogonSessions"},
+		},
+		{
+			name: "closed intervals are immutable: a server interval that ended before the current boot is not reopened by a session of this boot",
+			given: []Report{
+				ivFull(1, at(0), nil, ivServers(server("PC7", "bob", 60))),
+				full(2, at(10*time.Minute), boot5, nil, nil),
+			},
+			when:  []Report{full(3, at(11*time.Minute), boot5, nil, ivServers(server("PC7", "bob", 720)))},
+			want:  []string{`insert server PC7/bob start=-1m open`},
+			notes: []string{"3 ServerSessions"},
+		},
+		{
+			name: "closed intervals are immutable: when the start of the current stay is not known (stored before it was kept), the boot stands in",
+			given: []Report{
+				full(1, at(0), time.Time{}, nil, ivServers(server("PC7", "bob", 60))),
+				full(2, at(time.Minute), time.Time{}, nil, nil),
+				full(3, at(2*time.Minute), at(90*time.Second), nil, nil),
+			},
+			when:  []Report{full(4, at(3*time.Minute), at(90*time.Second), nil, ivServers(server("PC7", "bob", 240)))},
+			want:  []string{`insert server PC7/bob start=-1m open`},
+			notes: []string{"4 ServerSessions"},
 		},
 	})
 }
@@ -683,7 +791,7 @@ func TestIntervalRulesLate(t *testing.T) {
 				`insert logon 1003@-24h start=+1m last=+3m end<+5m acct=CONTOSO\carol`,
 				`update logon 1001@-24h start=-1h last=+3m end<+5m acct=CONTOSO\alice`,
 			},
-			host: "boot=+5m last=+10m logon=+10m server=+10m",
+			host: "boot=+5m last=+10m logon=+10m server=+10m boot_since=+10m",
 		},
 		{
 			name:  "late reports: observed before the current boot without naming its own, its logon sessions cannot be placed",
@@ -872,6 +980,12 @@ func TestIntervalClosedQuery(t *testing.T) {
 				return r
 			}()},
 			want: "logon [1001 1003] from Earliest; server [PC7] from Earliest",
+		},
+		{
+			name:  "ingest step 4: after a boot change, the sessions open before it are read too (their keys may have immutable intervals)",
+			given: []Report{ivFull(1, at(0), ivLogons(ivSys, ivAlice), ivServers(server("PC7", "bob", 60)))},
+			when:  []Report{full(2, at(time.Minute), at(30*time.Second), ivLogons(ivSys, ivAlice), ivServers(server("PC7", "bob", 120)))},
+			want:  "logon [999 1001] from -48h; server [PC7] from -1m5s",
 		},
 		{
 			name:  "idempotency: reports at or below the high-water mark are duplicates and read nothing",

@@ -94,7 +94,7 @@ func partitions(ctx context.Context, tx pgx.Tx) (map[string]time.Time, error) {
 // DropPartitionsBefore applies retention: it drops every monthly partition
 // whose sessions all ended before cutoff (its month ends at or before
 // cutoff), deletes such sessions from the _default partitions and deletes
-// older ingest notes. Open sessions are never removed. It returns the
+// older ingest notes and coverage gaps. Open sessions are never removed. It returns the
 // partitions dropped.
 func (s *Store) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]string, error) {
 	var dropped []string
@@ -123,6 +123,12 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]s
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM ingest_note WHERE recorded_at < $1", cutoff); err != nil {
 			return fmt.Errorf("store: retention: delete old ingest notes: %w", err)
+		}
+		// A coverage gap goes with the history it is about: once it and its
+		// settling ended before the cutoff (greatest ignores a NULL
+		// settled_at).
+		if _, err := tx.Exec(ctx, "DELETE FROM coverage_gap WHERE greatest(end_time, settled_at) <= $1", cutoff); err != nil {
+			return fmt.Errorf("store: retention: delete old coverage gaps: %w", err)
 		}
 		return nil
 	})

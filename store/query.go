@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionaudit/sessionaudit/proto/identity"
-
 	"github.com/sessionaudit/sessionaudit/proto/limits"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +20,11 @@ import (
 type Page[T any] struct {
 	Items      []T
 	NextCursor string
+	// AmbiguousHosts lists the hosts the query's host selector named when it
+	// named more than one (a name several hosts hold): Items mixes their
+	// sessions, each naming its host. Nil when the selector named one host
+	// or none, or the query has none.
+	AmbiguousHosts []HostRef
 }
 
 // Presence is a page of WhoWasOn: the logon and server sessions of a host at
@@ -30,12 +33,15 @@ type Presence struct {
 	Logon      []LogonInterval
 	Server     []ServerInterval
 	NextCursor string
+	// AmbiguousHosts is Page.AmbiguousHosts for the query's host.
+	AmbiguousHosts []HostRef
 }
 
 // WhoWasOnQuery asks who was on a host at a moment.
 type WhoWasOnQuery struct {
 	// Host is the machine GUID, or the host name (case-insensitive, with or
-	// without its domain). A name held by several hosts matches them all.
+	// without its domain). A name held by several hosts matches them all,
+	// and the answer lists them (Presence.AmbiguousHosts).
 	Host string
 	// At is the moment. Sessions whose end is uncertain around At (At after
 	// LastSeen but before EndBefore) are included: their End says so.
@@ -106,8 +112,9 @@ type LogonSessionsQuery struct {
 
 // HostsQuery lists hosts, ordered by machine GUID.
 type HostsQuery struct {
-	// StaleAfter, when positive, keeps only hosts whose last report was
-	// received longer ago than this.
+	// StaleAfter, when positive, keeps only hosts whose stored history
+	// (HostStatus.StoredUpTo) ends longer ago than this, by the store's
+	// clock.
 	StaleAfter time.Duration
 	PageSize   int
 	Cursor     string
@@ -127,12 +134,12 @@ func pageSize(n int) (int, error) {
 	return n, nil
 }
 
+// checkRange checks a query's range. The zero time is a time like any
+// other here (0001-01-01T00:00:00Z, the first moment a protobuf Timestamp
+// or an RFC 3339 time can name), not "absent": a range that forgets a
+// bound fails the order or span checks, naming the bound.
 func checkRange(start, end time.Time) error {
 	switch {
-	case start.IsZero():
-		return invalid("StartTime", "required")
-	case end.IsZero():
-		return invalid("EndTime", "required")
 	case !end.After(start):
 		return invalid("EndTime", "%s is not after StartTime %s", end.UTC().Format(time.RFC3339), start.UTC().Format(time.RFC3339))
 	case end.Sub(start) > limits.MaxQuerySpan:
@@ -204,25 +211,6 @@ func splitAccount(field, s string) (string, string, error) {
 		return "", "", invalid(field, "%q is not DOMAIN\\name", s)
 	}
 	return s[:i], s[i+1:], nil
-}
-
-// hostIDs resolves a host selector (machine GUID in any spelling
-// identity.NormalizeMachineGUID accepts, or name) to host ids.
-func (s *Store) hostIDs(ctx context.Context, sel string) ([]int32, error) {
-	name, domain, _ := strings.Cut(sel, ".")
-	rows, err := s.pool.Query(ctx, `SELECT host_id FROM host
-		WHERE machine_guid = $4
-		   OR lower(hostname) = lower($1)
-		   OR ($3 <> '' AND lower(hostname) = lower($2) AND lower(domain) = lower($3))
-		ORDER BY host_id`, sel, name, domain, identity.NormalizeMachineGUID(sel))
-	if err != nil {
-		return nil, fmt.Errorf("store: find host %q: %w", sel, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return nil, fmt.Errorf("store: find host %q: %w", sel, err)
-	}
-	return ids, nil
 }
 
 func (s *Store) accountID(ctx context.Context, field, acct string) (int32, bool, error) {
@@ -357,17 +345,16 @@ func (s *Store) WhoWasOn(ctx context.Context, q WhoWasOnQuery) (Presence, error)
 	if q.Host == "" {
 		return p, invalid("Host", "required")
 	}
-	if q.At.IsZero() {
-		return p, invalid("At", "required")
-	}
 	c, err := decodeCursor(q.Cursor)
 	if err != nil {
 		return p, err
 	}
-	hosts, err := s.hostIDs(ctx, q.Host)
-	if err != nil || len(hosts) == 0 {
+	match, err := s.hostIDs(ctx, q.Host)
+	if err != nil || len(match.ids) == 0 {
 		return p, err
 	}
+	hosts := match.ids
+	p.AmbiguousHosts = match.ambiguous
 	lt, lid := c.after(0)
 	logon, err := s.queryLogon(ctx, `SELECT * FROM logon_session s
 		WHERE s.host_id = ANY($1) AND s.start_time <= $2 AND s.end_before > $2 AND (s.start_time, s.id) > ($3, $4)
@@ -460,9 +447,9 @@ func (s *Store) listLogon(ctx context.Context, where []string, args []any, f log
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
-	ok, err := s.logonFilters(ctx, f, add)
+	ambiguous, ok, err := s.logonFilters(ctx, f, add)
 	if err != nil || !ok {
-		return Page[LogonInterval]{}, err
+		return Page[LogonInterval]{AmbiguousHosts: ambiguous}, err
 	}
 	args = append(args, n+1)
 	items, err := s.queryLogon(ctx, fmt.Sprintf(`SELECT * FROM logon_session s WHERE %s
@@ -470,12 +457,15 @@ func (s *Store) listLogon(ctx context.Context, where []string, args []any, f log
 	if err != nil {
 		return Page[LogonInterval]{}, err
 	}
-	return logonPage(items, n), nil
+	p := logonPage(items, n)
+	p.AmbiguousHosts = ambiguous
+	return p, nil
 }
 
 // logonFilters adds f's conditions through add. It returns false when a
-// filter names nothing the store knows, so that nothing can match.
-func (s *Store) logonFilters(ctx context.Context, f logonFilter, add func(cond string, v any)) (bool, error) {
+// filter names nothing the store knows, so that nothing can match, and the
+// hosts f.Host named when it named several.
+func (s *Store) logonFilters(ctx context.Context, f logonFilter, add func(cond string, v any)) (ambiguous []HostRef, ok bool, err error) {
 	if len(f.LogonTypes) > 0 {
 		types := make([]int64, len(f.LogonTypes))
 		for i, t := range f.LogonTypes {
@@ -487,25 +477,26 @@ func (s *Store) logonFilters(ctx context.Context, f logonFilter, add func(cond s
 	if f.AuthenticationPackage != "" {
 		ids, err := s.labelsLike(ctx, f.AuthenticationPackage)
 		if err != nil || len(ids) == 0 {
-			return false, err
+			return nil, false, err
 		}
 		add("s.auth_package_id = ANY($%d)", ids)
 	}
 	if f.Host != "" {
-		ids, err := s.hostIDs(ctx, f.Host)
-		if err != nil || len(ids) == 0 {
-			return false, err
+		m, err := s.hostIDs(ctx, f.Host)
+		if err != nil || len(m.ids) == 0 {
+			return nil, false, err
 		}
-		add("s.host_id = ANY($%d)", ids)
+		ambiguous = m.ambiguous
+		add("s.host_id = ANY($%d)", m.ids)
 	}
 	if f.Account != "" {
-		id, ok, err := s.accountID(ctx, "Account", f.Account)
-		if err != nil || !ok {
-			return false, err
+		id, found, err := s.accountID(ctx, "Account", f.Account)
+		if err != nil || !found {
+			return ambiguous, false, err
 		}
 		add("s.account_id = $%d", id)
 	}
-	return true, nil
+	return ambiguous, true, nil
 }
 
 // ServerSessions returns the server sessions, across the fleet, opened from
@@ -545,12 +536,14 @@ func (s *Store) ServerSessions(ctx context.Context, q ServerSessionQuery) (Page[
 		}
 		add("s.user_label = ANY($%d)", ids)
 	}
+	var ambiguous []HostRef
 	if q.ToHost != "" {
-		ids, err := s.hostIDs(ctx, q.ToHost)
-		if err != nil || len(ids) == 0 {
+		m, err := s.hostIDs(ctx, q.ToHost)
+		if err != nil || len(m.ids) == 0 {
 			return none, err
 		}
-		add("s.host_id = ANY($%d)", ids)
+		ambiguous = m.ambiguous
+		add("s.host_id = ANY($%d)", m.ids)
 	}
 	args = append(args, n+1)
 	items, err := s.queryServer(ctx, fmt.Sprintf(`SELECT * FROM server_session s WHERE %s
@@ -559,11 +552,11 @@ func (s *Store) ServerSessions(ctx context.Context, q ServerSessionQuery) (Page[
 		return none, err
 	}
 	if len(items) <= n {
-		return Page[ServerInterval]{Items: items}, nil
+		return Page[ServerInterval]{Items: items, AmbiguousHosts: ambiguous}, nil
 	}
 	items = items[:n]
 	l := items[n-1]
-	return Page[ServerInterval]{Items: items, NextCursor: cursor{l.StartTime.UnixMicro(), 1, l.ID}.encode()}, nil
+	return Page[ServerInterval]{Items: items, NextCursor: cursor{l.StartTime.UnixMicro(), 1, l.ID}.encode(), AmbiguousHosts: ambiguous}, nil
 }
 
 // OpenSessions returns the logon sessions open now, fleet-wide, filtered,
@@ -586,6 +579,9 @@ func (s *Store) OpenSessions(ctx context.Context, q OpenSessionsQuery) (Page[Log
 }
 
 const hostCursorPrefix = "h1:"
+
+// storedUpTo is the SQL of HostStatus.StoredUpTo for the host row h.
+const storedUpTo = `CASE WHEN h.last_seen IS NULL THEN h.first_received ELSE least(h.last_seen, h.last_received) END`
 
 // Hosts returns hosts with their last report and open session counts,
 // ordered by machine GUID; with StaleAfter, only the stale ones.
@@ -610,26 +606,33 @@ func (s *Store) Hosts(ctx context.Context, q HostsQuery) (Page[HostStatus], erro
 	if q.StaleAfter > 0 {
 		staleBefore = pgtype.Timestamptz{Time: s.now().Add(-q.StaleAfter), Valid: true}
 	}
+	// Freshness is how far the stored history reaches (storedUpTo), not
+	// the last receipt: a host whose reports are all taken for duplicates
+	// is received but not stored.
 	rows, err := s.pool.Query(ctx, `SELECT h.machine_guid, h.hostname, h.domain, h.os_caption, h.os_version, h.os_build,
-			h.boot_time, h.agent_version, h.first_received, h.last_seen, h.last_received, coalesce(h.agent_id, ''),
+			h.boot_time, h.agent_version, h.first_received, h.last_seen, h.last_received, `+storedUpTo+`, coalesce(h.agent_id, ''),
 			(SELECT count(*) FROM logon_session s WHERE s.end_before = 'infinity' AND s.host_id = h.host_id),
-			(SELECT count(*) FROM server_session s WHERE s.end_before = 'infinity' AND s.host_id = h.host_id)
-		FROM host h WHERE h.machine_guid > $1 AND h.last_received < $2
+			(SELECT count(*) FROM server_session s WHERE s.end_before = 'infinity' AND s.host_id = h.host_id),
+			(SELECT count(*) FROM coverage_gap g WHERE g.host_id = h.host_id),
+			(SELECT min(a.key_reuse_at) FROM agent a WHERE a.host_id = h.host_id AND a.disabled_at IS NULL)
+		FROM host h WHERE h.machine_guid > $1 AND `+storedUpTo+` < $2
 		ORDER BY h.machine_guid LIMIT $3`, after, staleBefore, n+1)
 	if err != nil {
 		return none, fmt.Errorf("store: list hosts: %w", err)
 	}
 	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (HostStatus, error) {
 		var h HostStatus
-		var lastSeen pgtype.Timestamptz
+		var lastSeen, keyReuse pgtype.Timestamptz
 		err := row.Scan(&h.Host.MachineGUID, &h.Host.Hostname, &h.Host.Domain, &h.Host.OSCaption, &h.Host.OSVersion,
 			&h.Host.OSBuild, &h.Host.LastBootTime, &h.Host.AgentVersion, &h.FirstReceived, &lastSeen,
-			&h.LastReceived, &h.AgentID, &h.OpenLogonSessions, &h.OpenServerSessions)
+			&h.LastReceived, &h.StoredUpTo, &h.AgentID, &h.OpenLogonSessions, &h.OpenServerSessions, &h.CoverageGaps, &keyReuse)
+		h.AgentKeyReuseAt = nullTime(keyReuse)
 		h.Host.LastBootTime = h.Host.LastBootTime.UTC()
 		if h.Host.LastBootTime.Equal(unknownBoot) {
 			h.Host.LastBootTime = time.Time{}
 		}
 		h.FirstReceived, h.LastReceived, h.LastSeen = h.FirstReceived.UTC(), h.LastReceived.UTC(), nullTime(lastSeen)
+		h.StoredUpTo = h.StoredUpTo.UTC()
 		return h, err
 	})
 	if err != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sessionaudit/sessionaudit/migrations"
 	"github.com/sessionaudit/sessionaudit/proto/limits"
 
 	"github.com/jackc/pgx/v5"
@@ -223,18 +225,23 @@ func TestServerSessionsAndHosts(t *testing.T) {
 	if err != nil || len(p.Items) != 1 || p.Items[0].Host.MachineGUID != guid {
 		t.Fatal(p, err)
 	}
-	// Stale: the store's clock is 30 days after t0; reports were received
-	// "now" by the same clock, so nothing is stale after an hour.
-	p, err = s.Hosts(ctx, HostsQuery{StaleAfter: time.Hour})
-	if err != nil || len(p.Items) != 0 {
-		t.Errorf("stale hosts = %+v, %v", p.Items, err)
+	// Stale: freshness is how far the stored history reaches (the newest
+	// report's taken_at: srv02 +30m, ws01 +1h), by the store's clock, 30
+	// days after t0; not when the reports were received (now).
+	all, err := s.Hosts(ctx, HostsQuery{})
+	if err != nil || len(all.Items) != 2 {
+		t.Fatal(all, err)
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE host SET last_received = last_received - interval '2 hours' WHERE machine_guid = $1`, guid2); err != nil {
-		t.Fatal(err)
+	if srv, ws := all.Items[0], all.Items[1]; !srv.StoredUpTo.Equal(at(30*time.Minute)) || !ws.StoredUpTo.Equal(at(time.Hour)) {
+		t.Errorf("stored up to: srv02 %v, ws01 %v; want +30m, +1h", srv.StoredUpTo, ws.StoredUpTo)
 	}
-	p, err = s.Hosts(ctx, HostsQuery{StaleAfter: time.Hour})
+	p, err = s.Hosts(ctx, HostsQuery{StaleAfter: 30*24*time.Hour - 45*time.Minute})
 	if err != nil || len(p.Items) != 1 || p.Items[0].Host.MachineGUID != guid2 {
-		t.Errorf("stale hosts = %+v, %v", p.Items, err)
+		t.Errorf("stale hosts = %+v, %v; want srv02 alone", p.Items, err)
+	}
+	p, err = s.Hosts(ctx, HostsQuery{StaleAfter: 31 * 24 * time.Hour})
+	if err != nil || len(p.Items) != 0 {
+		t.Errorf("stale hosts = %+v, %v; want none", p.Items, err)
 	}
 }
 
@@ -247,10 +254,10 @@ func TestQueryParameterErrors(t *testing.T) {
 		call  func() error
 		field string
 	}{
-		{"timeline without From", func() error {
+		{"timeline without From (from the zero time, year 1: too long)", func() error {
 			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, EndTime: at(0)})
 			return err
-		}, "StartTime"},
+		}, "EndTime"},
 		{"timeline without To", func() error {
 			_, err := s.AccountTimeline(ctx, TimelineQuery{Account: `A\b`, StartTime: at(0)})
 			return err
@@ -275,14 +282,10 @@ func TestQueryParameterErrors(t *testing.T) {
 			_, err := s.WhoWasOn(ctx, WhoWasOnQuery{Host: "x", At: at(0), Cursor: "garbage!"})
 			return err
 		}, "Cursor"},
-		{"who without moment", func() error {
-			_, err := s.WhoWasOn(ctx, WhoWasOnQuery{Host: "x"})
-			return err
-		}, "At"},
-		{"logon sessions without a range", func() error {
+		{"logon sessions without a range (from and to the zero time)", func() error {
 			_, err := s.LogonSessions(ctx, LogonSessionsQuery{Host: "ws01"})
 			return err
-		}, "StartTime"},
+		}, "EndTime"},
 		{"timeline without an account", func() error {
 			_, err := s.AccountTimeline(ctx, TimelineQuery{StartTime: at(0), EndTime: at(time.Hour)})
 			return err
@@ -293,6 +296,15 @@ func TestQueryParameterErrors(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%s: err = %v, want a FieldError naming %s", tc.name, err, tc.field)
 		}
+	}
+	// The zero time is 0001-01-01T00:00:00Z, a time a query may name (a
+	// protobuf Timestamp or RFC 3339 can), not "absent".
+	year1 := time.Time{}
+	if p, err := s.WhoWasOn(ctx, WhoWasOnQuery{Host: "x", At: year1}); err != nil || len(p.Logon) != 0 {
+		t.Errorf("who at year 1: %+v, %v; want nothing, no error", p, err)
+	}
+	if p, err := s.LogonSessions(ctx, LogonSessionsQuery{StartTime: year1, EndTime: year1.Add(24 * time.Hour)}); err != nil || len(p.Items) != 0 {
+		t.Errorf("logon sessions on the first day of year 1: %+v, %v; want nothing, no error", p, err)
 	}
 }
 
@@ -366,9 +378,15 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("concurrent Migrate: %v", err)
 		}
 	}
+	// One version per migration file: the files are numbered from 1 without
+	// gaps.
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migration files: %v, %v", files, err)
+	}
 	v, err := s.SchemaVersion(ctx)
-	if err != nil || v != 3 {
-		t.Fatalf("version = %d, %v; want 3", v, err)
+	if err != nil || int(v) != len(files) {
+		t.Fatalf("version = %d, %v; want %d, the number of migrations", v, err, len(files))
 	}
 	if _, err := s.pool.Exec(ctx, `UPDATE `+VersionTable+` SET version = 99`); err != nil {
 		t.Fatal(err)

@@ -148,11 +148,15 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		return fail("TakenAt", "%s is more than %s after the collector's clock (%s)",
 			r.TakenAt.UTC().Format(time.RFC3339), MaxClockSkew, now.UTC().Format(time.RFC3339))
 	}
+	if err := checkLostBefore(&r); err != nil {
+		return Report{}, nil, err
+	}
 	out := Report{
 		Sequence:     r.Sequence,
 		Kind:         r.Kind,
 		TakenAt:      pgTime(r.TakenAt),
 		BaseSequence: r.BaseSequence,
+		LostBefore:   r.LostBefore,
 	}
 	obs := out.TakenAt
 	if r.Kind == KindHeartbeat {

@@ -159,6 +159,20 @@ type Report struct {
 	EndedServerSessions []ServerSessionKey
 	// CollectionErrors lists the classes that failed for this report.
 	CollectionErrors []CollectionError
+	// LostBefore, when set, says that the agent lost reports it had
+	// numbered just before this one (its spool found them damaged). A
+	// Delta or Heartbeat carrying it is applied even when its base is not
+	// the agent's stored state, and the hole is recorded as a CoverageGap
+	// (gaps.go; docs/design/0002-storage.md, "Coverage gaps").
+	LostBefore *LostReports
+}
+
+// LostReports names the reports FirstSequence..LastSequence (both
+// included, all below the report that carries it) that an agent lost.
+type LostReports struct {
+	FirstSequence, LastSequence uint64
+	// Reason says how they were lost; empty means GapLostReports.
+	Reason GapReason
 }
 
 // IngestResult says what happened to each report of an Ingest call.
@@ -180,6 +194,23 @@ type IngestResult struct {
 	Acknowledged uint64
 	// Sanitized lists every value the store changed to be able to store it.
 	Sanitized []Note
+	// Gaps lists the coverage gaps the call recorded (Report.LostBefore).
+	Gaps []CoverageGap
+	// Restart is set when the call started a new chain for the agent: the
+	// batch came from a new incarnation of its spool (see ChainRestart).
+	Restart *ChainRestart
+	// Anomalies lists what the interval rules refused to take as reported,
+	// because it would have changed immutable history: a boot earlier than
+	// the current one, sessions seen again after their intervals ended
+	// before the host's current boot began (docs/design/0002-storage.md,
+	// "Closed intervals are immutable"). The reports were applied
+	// otherwise. Stored in ingest_note like Sanitized.
+	Anomalies []Note
+	// Renamed is the change of the host's name (host name or domain) the
+	// applied reports made; nil when none. The store records every name in
+	// the host's name history (HostNameHistory); the collector alerts when
+	// the new name is another host's.
+	Renamed *HostRename
 }
 
 // RejectedReport is a report refused as invalid.
@@ -249,8 +280,23 @@ type HostStatus struct {
 	// LastSeen is the newest observation applied (agent clock); zero if none.
 	LastSeen time.Time
 	// LastReceived is when the collector last received a report (its clock).
-	LastReceived       time.Time
+	LastReceived time.Time
+	// StoredUpTo is how far the host's stored history reaches, its
+	// freshness: LastSeen (the taken_at of the newest report stored, the
+	// host's clock), but not after LastReceived (a clock running ahead
+	// cannot make a host look fresh); FirstReceived while no report is
+	// stored. Reports discarded as duplicates do not move it.
+	// HostsQuery.StaleAfter compares against it.
+	StoredUpTo         time.Time
 	AgentID            string
 	OpenLogonSessions  int
 	OpenServerSessions int
+	// CoverageGaps counts the host's recorded coverage gaps
+	// (Store.CoverageGaps lists them).
+	CoverageGaps int
+	// AgentKeyReuseAt is the earliest Agent.KeyReuseAt of the host's
+	// enabled agents: a superseded certificate was presented after its
+	// successor was used, the agent's key is in use twice
+	// (docs/design/0003-security.md C6). Zero when none is flagged.
+	AgentKeyReuseAt time.Time
 }

@@ -115,6 +115,15 @@ func (t *Tracker) SetResyncInterval(d time.Duration) {
 	t.opts.ResyncInterval = d
 }
 
+// Renumber makes the next report carry next, if that is above the sequence
+// it would carry, and makes it a full Snapshot: call it when the spool moved
+// past the tracker's numbering (spool.Rebase, after the collector
+// acknowledged a sequence above every one the agent assigned).
+func (t *Tracker) Renumber(next uint64) {
+	t.next = max(t.next, next)
+	t.resync = true
+}
+
 // RequestResync makes the next report a full Snapshot: call it after the
 // collector asked for one (IngestResponse.resync_required), after the spool
 // dropped reports, or when a report returned by Next could not be kept.

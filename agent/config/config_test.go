@@ -35,6 +35,7 @@ var samples = map[string]struct {
 	LogLevel:              {[3]string{"debug", "warn", "error"}, "verbose", "want debug, info, warn or error"},
 	CollectLogonSessions:  {[3]string{"0", "1", "0"}, "2", "must be 0 or 1"},
 	CollectServerSessions: {[3]string{"0", "1", "0"}, "yes", "not a whole number"},
+	QueryTimeoutSeconds:   {[3]string{"5", "30", "600"}, "601", "must be between 5 and 600"},
 }
 
 // policy returns a policy layer holding values: DWORD settings as REG_DWORD
@@ -119,7 +120,7 @@ func TestDefinitions(t *testing.T) {
 		}
 	}
 	if s.PollInterval != time.Minute || s.ResyncInterval != 24*time.Hour || s.SpoolMaxBytes != 64<<20 ||
-		s.LogLevel != slog.LevelInfo || !s.CollectLogonSessions || !s.CollectServerSessions {
+		s.LogLevel != slog.LevelInfo || !s.CollectLogonSessions || !s.CollectServerSessions || s.QueryTimeout != time.Minute {
 		t.Errorf("defaults %+v", s)
 	}
 }

@@ -28,6 +28,7 @@ const (
 	LogLevel              = "LogLevel"
 	CollectLogonSessions  = "CollectLogonSessions"
 	CollectServerSessions = "CollectServerSessions"
+	QueryTimeoutSeconds   = "QueryTimeoutSeconds"
 )
 
 // OriginDefault is the Origin of a setting that no layer set.
@@ -207,6 +208,14 @@ var Definitions = []Definition{
 		setNumber: func(s *Settings, n uint32) { s.CollectServerSessions = n == 1 },
 		get:       func(s *Settings) string { return boolDigit(s.CollectServerSessions) },
 	},
+	{
+		Name: QueryTimeoutSeconds, Flag: "query-timeout-seconds", Type: DWORD, Default: "60", Min: 5, Max: 600,
+		Help: "Seconds one WMI query may take before its class is reported as TIMEOUT. WMI runs one query at a time: " +
+			"a query still running after 3 of these deadlines is taken as hung, and the agent exits so that the " +
+			"service restarts it.",
+		setNumber: func(s *Settings, n uint32) { s.QueryTimeout = time.Duration(n) * time.Second },
+		get:       func(s *Settings) string { return strconv.FormatInt(int64(s.QueryTimeout/time.Second), 10) },
+	},
 }
 
 func boolDigit(b bool) string {
@@ -292,6 +301,8 @@ type Settings struct {
 	CollectLogonSessions bool
 	// CollectServerSessions turns on Win32_ServerSession.
 	CollectServerSessions bool
+	// QueryTimeout is the deadline of one WMI query.
+	QueryTimeout time.Duration
 
 	// origin maps each setting's name to the layer it came from.
 	origin map[string]string

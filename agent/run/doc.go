@@ -23,6 +23,12 @@
 //	agent.key, agent.crt, agent.json   the identity (package uplink)
 //	spool\                             the reports not yet acknowledged (package spool)
 //
+// The agent's command calls PrepareStateDir before it opens anything in
+// the directory (statedir.go): a directory, or an entry in it, that
+// someone other than SYSTEM, Administrators or the agent made is moved
+// aside, a link is never followed, and the directory is restricted to
+// SYSTEM and Administrators.
+//
 // The tracker's first sequence after a start is the spool's NextSequence,
 // so sequences keep increasing across restarts and the first report after
 // a start is a Snapshot.
@@ -38,6 +44,9 @@
 //   - CollectLogonSessions, CollectServerSessions: a class turned off is
 //     removed from each snapshot and reported as DISABLED (the collector
 //     then keeps its sessions as they were, neither ended nor updated).
+//     The WMI source reads them, and QueryTimeoutSeconds, from the
+//     Watcher at every snapshot (wmi.Options.Settings), so that a class
+//     turned on again is queried again.
 //   - CollectorAddress, CACertificate, CAPin, EnrollmentSecret: the uplink
 //     client is closed and made again with the new values; reports stay
 //     spooled meanwhile.

@@ -101,6 +101,11 @@ func Run(ctx context.Context, opts Options) error {
 			log.Error("closing the spool", "dir", spoolDir, "err", err)
 		}
 	}()
+	if sp.IncarnationCreated() {
+		log.Info("spool incarnation made: a new spool, or the first start of an agent that keeps one; "+
+			"the collector numbers this spool's reports apart from any earlier spool's",
+			"incarnation", fmt.Sprintf("%016x", sp.Incarnation()))
+	}
 	st := sp.Stats()
 	log.Info("spool opened", "dir", spoolDir, "next_sequence", sp.NextSequence(), "acknowledged", st.Acknowledged,
 		"segments", st.Segments, "bytes", st.Bytes, "corrupt_bytes", st.CorruptBytes, "torn_bytes", st.TornBytes,
@@ -126,7 +131,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	a := &loop{opts: opts, log: log, spool: sp, tracker: tracker, settings: settings,
-		notify: make(chan struct{}, 1), uplinkCfg: make(chan uplinkConfig, 1)}
+		notify: make(chan struct{}, 1), uplinkCfg: make(chan uplinkConfig, 1), wake: make(chan struct{}, 1)}
 
 	// The Watcher.
 	ticks := opts.ReloadTicks
@@ -172,6 +177,10 @@ type loop struct {
 	resync atomic.Bool
 	// notify wakes the pump after an append.
 	notify chan struct{}
+	// wake makes the poll loop poll at once (after the pump moved the
+	// spool past the collector's mark: renumber.go). Nil in tests that
+	// call poll themselves.
+	wake chan struct{}
 	// uplinkCfg carries the uplink's settings to its supervisor.
 	uplinkCfg chan uplinkConfig
 	// snapshotFailures counts consecutive failed snapshots.
@@ -191,6 +200,8 @@ func (a *loop) pollLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-timer:
+				break wait
+			case <-a.wake:
 				break wait
 			case u, ok := <-updates:
 				if !ok {
@@ -234,15 +245,8 @@ func (a *loop) poll(ctx context.Context) {
 	if a.resync.Swap(false) {
 		a.tracker.RequestResync()
 	}
-	rep, err := a.tracker.Next(snap)
-	if err != nil {
-		a.log.Error("snapshot not usable: no report this poll", "err", err)
-		return
-	}
-	if err := a.spool.Append(rep); err != nil {
-		a.tracker.RequestResync()
-		a.log.Error("cannot spool the report: it is lost, the next report will be a full snapshot",
-			"sequence", rep.GetSequence(), "kind", rep.ContentName(), "err", err)
+	rep := a.spoolReport(snap)
+	if rep == nil {
 		return
 	}
 	if a.spool.NeedsResync() {
@@ -338,7 +342,6 @@ func disable(snap *pb.Snapshot, s config.Settings) {
 		})
 	}
 }
-
 
 func logWarnings(log *slog.Logger, ws []config.Warning) {
 	for _, w := range ws {

@@ -14,3 +14,7 @@ func DefaultStateDir() string {
 	}
 	return filepath.Join(pd, "sessionaudit")
 }
+
+// restrictedTo says, in log lines, to whom the state directory is
+// restricted.
+const restrictedTo = "SYSTEM and Administrators (owner Administrators, protected DACL)"

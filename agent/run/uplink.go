@@ -114,6 +114,7 @@ func (u *uplinkSupervisor) start(ctx context.Context) bool {
 		Notify:       u.loop.notify,
 		PollInterval: c.pollInterval,
 		OnResync:     func() { u.loop.resync.Store(true) },
+		OnRenumber:   u.loop.pollNow,
 	})
 	pctx, stop := context.WithCancel(ctx)
 	u.client, u.stop, u.done = client, stop, make(chan struct{})

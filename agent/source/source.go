@@ -36,8 +36,9 @@ const (
 	ClassComputerSystem  = "Win32_ComputerSystem"
 )
 
-// Classes lists every WMI class a source reads, in the order a Windows source
-// queries them.
+// Classes lists every WMI class a source reads, in the order collection
+// errors list them. (The WMI source queries them in its own order,
+// wmi.QueryOrder.)
 var Classes = []string{
 	ClassOperatingSystem,
 	ClassComputerSystem,

@@ -34,6 +34,13 @@
 // It is replaced atomically: written to "state.tmp", flushed, renamed over
 // "state", and the directory flushed.
 //
+// The file "incarnation" (20 bytes with its CRC-32C) holds the spool's
+// incarnation, a random number made when the spool is created (or when the
+// file is missing or damaged), written once the same way. The agent sends
+// it with every batch: sequences count within an incarnation, so that a
+// new spool numbering from 1 again is not taken for a replay of an old one
+// (incarnation.go; Rebase for a spool restored from an older copy).
+//
 // # Crash safety
 //
 // A record is valid when its magic, its header checksum, a plausible
@@ -50,7 +57,18 @@
 //     not poison what follows: the reader scans forward for the next magic
 //     whose record checks out and goes on from there. The bytes skipped are
 //     counted (Stats.CorruptBytes), and the spool asks for a resync
-//     (NeedsResync), since reports were lost.
+//     (NeedsResync), since reports were lost. So is the end of any segment
+//     but the newest (only the newest can end in a torn write), and a whole
+//     segment without a valid record, which Open deletes.
+//   - The reports lost are named: each run of consecutive sequences lost
+//     between two intact records (not acknowledged ones: those are not
+//     lost) is a Loss (Stats.Lost, lost.go), found from the damage and
+//     from sequences missing between segments. The first intact report
+//     after a run carries it to the collector (Peek sets
+//     Report.lost_before), which applies the reports after it and records
+//     the hole as a coverage gap of the host. The file "lost" remembers the
+//     runs until the collector acknowledged their carrier, so that a
+//     restart does not forget one whose damaged segment Open deleted.
 //   - The state file is either the old or the new version after a crash. If
 //     it is damaged anyway, the spool starts from "nothing acknowledged" and
 //     asks for a resync: every report on disk is sent again, which the

@@ -63,12 +63,20 @@ type Stats struct {
 	// deleted on overflow over the spool's life.
 	DroppedReports uint64
 	DroppedBytes   int64
-	// CorruptBytes counts the bytes Open skipped between valid records
-	// (damage in the middle of a segment): the reports in them are lost.
+	// CorruptBytes counts the damaged bytes Open skipped: between valid
+	// records, before the first one of a segment, after the last one of a
+	// segment other than the newest, and whole segments other than the
+	// newest with no valid record. The reports in them are lost (Lost).
 	CorruptBytes int64
 	// TornBytes counts the bytes Open found after the last valid record of
-	// a segment (writes that did not complete) and cut off.
+	// the newest segment (a write that did not complete: a report never
+	// confirmed to the agent) and cut off.
 	TornBytes int64
+	// Lost lists the runs of reports lost to damage on disk and not yet
+	// delivered, oldest first: found by this Open, or by an earlier one
+	// and remembered (file "lost"). LostReports is their total count.
+	Lost        []Loss
+	LostReports uint64
 	// StaleRecords counts valid records Open skipped because their
 	// sequence was not above the record before them.
 	StaleRecords uint64
@@ -110,6 +118,13 @@ type Spool struct {
 	lastSnapshot uint64
 	st           state
 	stats        Stats // damage found by Open
+	// incarnation is the spool's (incarnation.go); incarnationCreated
+	// says whether Open made it.
+	incarnation        uint64
+	incarnationCreated bool
+	// losses are the losses not yet delivered, in NextSequence order
+	// (lost.go).
+	losses []Loss
 	// cursor is where Peek starts: every record before it, in the segment
 	// keyed cursorKey, is acknowledged (or damaged). A key no longer in
 	// segs means the start of the first segment.
@@ -142,6 +157,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool: open: %w", err)
 	}
 	s := &Spool{dir: dir, opts: opts}
+	if err := s.openIncarnation(); err != nil {
+		return nil, err
+	}
 	st, ok, err := readState(dir)
 	if err != nil {
 		return nil, err
@@ -153,13 +171,15 @@ func Open(dir string, opts Options) (*Spool, error) {
 		dirty = true
 	}
 	s.st = st
-	if err := os.Remove(filepath.Join(dir, stateTemp)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("spool: open: %w", err)
+	for _, tmp := range []string{stateTemp, lostTemp} {
+		if err := os.Remove(filepath.Join(dir, tmp)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("spool: open: %w", err)
+		}
 	}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
-	if s.stats.CorruptBytes > 0 && !s.st.resync {
+	if (s.stats.CorruptBytes > 0 || len(s.losses) > 0) && !s.st.resync {
 		// Reports were lost: the collector's chain has a hole.
 		s.st.resync = true
 		dirty = true
@@ -205,21 +225,30 @@ func (s *Spool) load() error {
 	}
 	slices.SortFunc(s.segs, func(a, b *segment) int { return cmp.Compare(a.key, b.key) })
 
-	var run uint64 // the newest sequence accepted so far
+	// Damage is any byte that is not a valid record, except after the last
+	// valid record of the newest segment: only there can a write have been
+	// torn (Append writes only at the end of the newest segment, and a
+	// failed Append is cut back or followed by a new segment and a
+	// Snapshot). The detector turns damage into sequences lost.
+	det := lossDetector{acked: s.st.acked}
 	kept := s.segs[:0]
-	removed := false
+	var unreadable []*segment
 	var lastEnd int64 // end of the last valid record of the newest kept segment
-	for _, seg := range s.segs {
+	for i, seg := range s.segs {
 		buf, err := os.ReadFile(seg.path)
 		if err != nil {
 			return fmt.Errorf("spool: open: %w", err)
 		}
+		var end int64 // end of the last valid record so far
 		res := scan(buf, 0, func(r record) bool {
-			if r.seq <= run {
+			s.stats.CorruptBytes += r.off - end
+			det.damage(seg, r.off-end)
+			end = r.off + r.size
+			if r.seq <= det.run {
 				s.stats.StaleRecords++
 				return true
 			}
-			run = r.seq
+			det.accept(r)
 			if seg.count == 0 {
 				seg.first = r.seq
 			}
@@ -227,22 +256,43 @@ func (s *Spool) load() error {
 			seg.count++
 			return true
 		})
-		s.stats.CorruptBytes += res.corrupt
-		s.stats.TornBytes += res.tail
+		if i == len(s.segs)-1 {
+			s.stats.TornBytes += res.tail
+		} else {
+			s.stats.CorruptBytes += res.tail
+			det.damage(seg, res.tail)
+		}
 		seg.size = int64(len(buf))
 		if seg.count == 0 {
 			// Nothing readable: the file only takes room (and its name).
-			if err := os.Remove(seg.path); err != nil {
-				return fmt.Errorf("spool: open: remove unreadable segment: %w", err)
-			}
-			removed = true
+			unreadable = append(unreadable, seg)
 			continue
 		}
 		kept = append(kept, seg)
 		lastEnd = res.end
 	}
 	s.segs = kept
-	s.last = run
+	s.last = det.run
+	// The losses are on disk before the damaged files go: a restart in
+	// between would otherwise forget a loss it can no longer see.
+	remembered, ok, err := readLosses(s.dir)
+	if err != nil {
+		return err
+	}
+	losses, changed := mergeLosses(remembered, det.found, s.st.acked)
+	if changed || !ok {
+		if err := writeLosses(s.dir, losses); err != nil {
+			return err
+		}
+	}
+	s.losses = losses
+	removed := false
+	for _, seg := range unreadable {
+		if err := os.Remove(seg.path); err != nil {
+			return fmt.Errorf("spool: open: remove unreadable segment: %w", err)
+		}
+		removed = true
+	}
 	if n := len(kept); n > 0 && kept[n-1].size > lastEnd {
 		// A torn write at the end of the segment Append continues: cut
 		// it off, so that new records follow the last valid one.
@@ -530,7 +580,13 @@ func (s *Spool) Peek(maxReports, maxBytes int) ([]*sessionauditv1.Report, error)
 				s.st.resync = true
 				return true
 			}
+			rep.LostBefore = s.lostBefore(r.seq)
 			if n := len(out); n > 0 && rep.GetHeartbeat() != nil && out[n-1].GetHeartbeat() != nil {
+				if rep.LostBefore == nil {
+					// The loss before the Heartbeat it replaces still
+					// precedes it.
+					rep.LostBefore = out[n-1].GetLostBefore()
+				}
 				outBytes += len(r.payload) - lastSize
 				out[n-1], lastSize = rep, len(r.payload)
 				last = r.seq
@@ -575,6 +631,9 @@ func (s *Spool) Ack(seq uint64, droppedReports uint64) error {
 			return err
 		}
 		s.st = st
+	}
+	if err := s.pruneLosses(); err != nil {
+		return err
 	}
 	return s.removeAcked()
 }
@@ -647,6 +706,10 @@ func (s *Spool) Stats() Stats {
 	st.Acknowledged = s.st.acked
 	st.DroppedReports = s.st.totalReports
 	st.DroppedBytes = s.st.totalBytes
+	st.Lost, st.LostReports = slices.Clone(s.losses), 0
+	for _, l := range s.losses {
+		st.LostReports += l.Reports()
+	}
 	return st
 }
 

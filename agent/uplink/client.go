@@ -531,6 +531,15 @@ func (c *Client) renew(ctx context.Context, old *Identity) error {
 // error nothing is acknowledged; the error is a *PushbackError,
 // *AuthError, *RejectedError, or another (connection) error.
 func (c *Client) Send(ctx context.Context, reports []*pb.Report, dropped uint64) (Ack, error) {
+	return c.SendBatch(ctx, &pb.Batch{Reports: reports, DroppedReports: dropped})
+}
+
+// SendBatch is Send for a whole batch (with its incarnation, say); it sets
+// the batch's sent_at when absent.
+func (c *Client) SendBatch(ctx context.Context, batch *pb.Batch) (Ack, error) {
+	if batch.GetSentAt() == nil {
+		batch.SentAt = timestamppb.New(c.opts.Clock.Now())
+	}
 	g, err := c.acquire()
 	if err != nil {
 		return Ack{}, err
@@ -538,9 +547,7 @@ func (c *Client) Send(ctx context.Context, reports []*pb.Report, dropped uint64)
 	defer g.inFlight.Done()
 	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	resp, err := pb.NewCollectorServiceClient(g.conn).Ingest(cctx, &pb.IngestRequest{Batch: &pb.Batch{
-		Reports: reports, DroppedReports: dropped, SentAt: timestamppb.New(c.opts.Clock.Now()),
-	}})
+	resp, err := pb.NewCollectorServiceClient(g.conn).Ingest(cctx, &pb.IngestRequest{Batch: batch})
 	if err != nil {
 		return Ack{}, classify("ingest", c.opts.Address, err)
 	}

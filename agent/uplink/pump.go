@@ -53,6 +53,11 @@ type PumpOptions struct {
 	// OnResync is called when the collector asks for a Snapshot (the agent
 	// calls its tracker's RequestResync). It must not block.
 	OnResync func()
+	// OnRenumber is called after the Pump moved a ChainQueue past the
+	// collector's high-water mark (see ChainQueue): the agent's next report
+	// must be a Snapshot numbered from the queue's NextSequence, the sooner
+	// the better. It must not block. Nil: OnResync is called instead.
+	OnRenumber func()
 }
 
 // Pump drives delivery from a Queue to the collector: peek a batch, send
@@ -86,6 +91,7 @@ type PumpOptions struct {
 type Pump struct {
 	c       *Client
 	q       Queue
+	chain   ChainQueue // q, when it is one
 	opts    PumpOptions
 	backoff *Backoff
 	log     *slog.Logger
@@ -102,7 +108,8 @@ func NewPump(c *Client, q Queue, opts PumpOptions) *Pump {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	return &Pump{c: c, q: q, opts: opts, backoff: NewBackoff(c.opts.Backoff, c.opts.Rand), log: c.log}
+	chain, _ := q.(ChainQueue)
+	return &Pump{c: c, q: q, chain: chain, opts: opts, backoff: NewBackoff(c.opts.Backoff, c.opts.Rand), log: c.log}
 }
 
 // wait blocks for d, or until ctx is done (returning its error), or, with
@@ -162,7 +169,8 @@ func (p *Pump) Run(ctx context.Context) error {
 		dropped, _ := p.q.Dropped()
 		first, last := reports[0].GetSequence(), reports[len(reports)-1].GetSequence()
 		agent := p.agentID()
-		ack, err := p.c.Send(ctx, reports, dropped)
+		batch, numbered := p.batch(reports, dropped)
+		ack, err := p.c.SendBatch(ctx, batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -177,6 +185,12 @@ func (p *Pump) Run(ctx context.Context) error {
 		}
 		maxReports = p.opts.MaxReports
 		minInterval = ack.MinInterval
+		if moved, err := p.behind(ctx, ack, numbered, agent, first, last); moved || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		upTo := ack.Sequence
 		if ack.ResyncRequired {
 			upTo = resyncDropPoint(reports, ack.Sequence)

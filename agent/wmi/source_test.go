@@ -3,6 +3,7 @@ package wmi
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,9 @@ type fakeWMI struct {
 	closes  int
 	dialErr error
 	started chan string // receives the class of each query as it starts, if set
+
+	sids       map[string]string // DOMAIN\name → SID, for lookupSID
+	sidLookups []string          // the accounts lookupSID was asked for
 }
 
 func newFakeWMI(t *testing.T) *fakeWMI {
@@ -144,7 +148,13 @@ func newTestSource(t *testing.T, f *fakeWMI, opts Options) (*Source, *clock.Manu
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newSource(opts, c, f.dial, func() (string, error) { return testGUID, nil })
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	if opts.Exit == nil {
+		opts.Exit = noExit(t)
+	}
+	s, err := newSource(opts, c, f.platform())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +178,8 @@ func TestSnapshotAllClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(f.queried(), ","); got != strings.Join(source.Classes, ",") {
-		t.Errorf("queries %s, want %s", got, strings.Join(source.Classes, ","))
+	if got := strings.Join(f.queried(), ","); got != strings.Join(QueryOrder, ",") {
+		t.Errorf("queries %s, want %s", got, strings.Join(QueryOrder, ","))
 	}
 	h := snap.GetHost()
 	if h.GetMachineGuid() != testGUID || h.GetHostname() != "fs01" || h.GetDomain() != "contoso.com" || h.GetOsBuild() != "20348" || h.GetAgentVersion() != "1.2.3" {
@@ -267,7 +277,7 @@ func TestDisabledClasses(t *testing.T) {
 
 func TestNewRejectsUnknownClass(t *testing.T) {
 	f := newFakeWMI(t)
-	_, err := newSource(Options{Disabled: []string{"Win32_Process"}}, nil, f.dial, nil)
+	_, err := newSource(Options{Disabled: []string{"Win32_Process"}}, nil, f.platform())
 	if err == nil || !strings.Contains(err.Error(), "Win32_Process") {
 		t.Errorf("err = %v, want one naming Win32_Process", err)
 	}
@@ -281,16 +291,17 @@ func TestTimeoutStopsThePass(t *testing.T) {
 	f := newFakeWMI(t)
 	release := make(chan struct{})
 	f.hang[source.ClassLogonSession] = release
-	s, clk := newTestSource(t, f, Options{QueryTimeout: 20 * time.Millisecond})
+	// The clock moves a minute, 3000 deadlines: the watchdog is kept out
+	// of this test (TestWatchdog* test it).
+	s, clk := newTestSource(t, f, Options{QueryTimeout: 20 * time.Millisecond, WatchdogDeadlines: 1 << 20})
 
 	c, err := s.Collect(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]sessionauditv1.CollectionErrorKind{
-		source.ClassLogonSession:  kindTimeout,
-		source.ClassLoggedOnUser:  kindTimeout,
-		source.ClassServerSession: kindTimeout,
+		source.ClassLogonSession: kindTimeout,
+		source.ClassLoggedOnUser: kindTimeout,
 	}
 	if got := failures(c); !equalKinds(got, want) {
 		t.Errorf("failures %v, want %v", got, want)
@@ -302,7 +313,7 @@ func TestTimeoutStopsThePass(t *testing.T) {
 	if msg := c.Failures[1].Err.Error(); !strings.Contains(msg, "not queried") || !strings.Contains(msg, source.ClassLogonSession) {
 		t.Errorf("failure of the next class %q: want it to say it was not queried because of Win32_LogonSession", msg)
 	}
-	if c.OperatingSystem == nil || c.ComputerSystem == nil {
+	if c.OperatingSystem == nil || c.ComputerSystem == nil || len(c.ServerSessions) != 1 {
 		t.Error("classes before the timeout were lost")
 	}
 
@@ -372,7 +383,7 @@ func waitIdle(t *testing.T, s *Source) {
 
 func TestRedialFailureIsQueryFailed(t *testing.T) {
 	f := newFakeWMI(t)
-	s, err := newSource(Options{}, nil, f.dial, func() (string, error) { return testGUID, nil })
+	s, err := newSource(Options{Logger: testLogger(t), Exit: noExit(t)}, nil, f.platform())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +426,9 @@ func TestCancelledContextIsAnError(t *testing.T) {
 
 func TestMachineGUIDFailureIsAnError(t *testing.T) {
 	f := newFakeWMI(t)
-	s, err := newSource(Options{}, nil, f.dial, func() (string, error) { return "", errors.New("access denied") })
+	p := f.platform()
+	p.machineGUID = func() (string, error) { return "", errors.New("access denied") }
+	s, err := newSource(Options{Logger: testLogger(t), Exit: noExit(t)}, nil, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,4 +489,65 @@ func TestSelectQuery(t *testing.T) {
 			t.Errorf("got  %s\nwant %s", tt.got, tt.want)
 		}
 	}
+}
+
+// platform returns the fake's dial, a machine GUID and its SID lookup.
+func (f *fakeWMI) platform() platform {
+	return platform{dial: f.dial, machineGUID: func() (string, error) { return testGUID, nil }, lookupSID: f.lookupSID}
+}
+
+// lookupSID answers from f.sids (keys DOMAIN\name as given), else
+// errAccountNotFound, and counts the calls.
+func (f *fakeWMI) lookupSID(domain, name string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sidLookups = append(f.sidLookups, domain+`\`+name)
+	if sid, ok := f.sids[domain+`\`+name]; ok {
+		return sid, nil
+	}
+	return "", errAccountNotFound
+}
+
+// logBuffer collects log lines; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testLogger returns a logger whose lines are written to the test's log
+// when the test ends (a goroutine of the source may log after the test
+// function returned).
+func testLogger(t *testing.T) *slog.Logger {
+	log, buf := bufferLogger()
+	t.Cleanup(func() {
+		if out := buf.String(); out != "" {
+			t.Log("log:\n" + out)
+		}
+	})
+	return log
+}
+
+// bufferLogger returns a logger writing to a new logBuffer.
+func bufferLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// noExit is an Options.Exit for tests in which the watchdog must not fire.
+// (TestTimeoutStopsThePass moves the clock past the watchdog's limit: it
+// would fire there if the query did not return before the next tick.)
+func noExit(t *testing.T) func(error) {
+	return func(err error) { t.Errorf("the watchdog fired: %v", err) }
 }

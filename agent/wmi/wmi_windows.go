@@ -3,11 +3,13 @@
 package wmi
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/sessionaudit/sessionaudit/proto/identity"
 
 	wmilib "github.com/yusufpapurcu/wmi"
+	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/registry"
 )
 
@@ -18,7 +20,7 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wmi: connect to WMI: %w", err)
 	}
-	s, err := newSource(opts, c, dial, readMachineGUID)
+	s, err := newSource(opts, c, platform{dial: dial, machineGUID: readMachineGUID, lookupSID: lookupSID})
 	if err != nil {
 		_ = c.Close()
 		return nil, err
@@ -63,4 +65,22 @@ func readMachineGUID() (string, error) {
 		return "", fmt.Errorf(`read HKLM\%s\MachineGuid: %w`, path, err)
 	}
 	return identity.ParseMachineGUID(v)
+}
+
+// lookupSID resolves domain\name with LookupAccountName on the local
+// system (which asks a domain controller for a domain account it does not
+// know). ERROR_NONE_MAPPED is errAccountNotFound.
+func lookupSID(domain, name string) (string, error) {
+	account := name
+	if domain != "" {
+		account = domain + `\` + name
+	}
+	sid, _, _, err := windows.LookupSID("", account)
+	if errors.Is(err, windows.ERROR_NONE_MAPPED) {
+		return "", fmt.Errorf("LookupAccountName %s: %w", account, errAccountNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("LookupAccountName %s: %w", account, err)
+	}
+	return sid.String(), nil
 }

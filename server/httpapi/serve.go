@@ -31,6 +31,7 @@ func (c *call) who() error {
 		return err
 	}
 	next := c.nextToken(res.GetNextPageToken())
+	c.warnAmbiguous("host", host, res.GetAmbiguousHosts())
 	logon, server := logonRows(res.GetLogonSessions()), serverRows(res.GetServerSessions())
 	switch {
 	case c.format == "json":
@@ -58,6 +59,7 @@ func (c *call) logonSessions() error {
 	if err != nil {
 		return err
 	}
+	c.warnAmbiguous("host", req.GetHost(), res.GetAmbiguousHosts())
 	return writeList(c, "logon-sessions", "logon_sessions", logonRows(res.GetLogonSessions()), c.nextToken(res.GetNextPageToken()))
 }
 
@@ -76,6 +78,7 @@ func (c *call) serverSessions() error {
 	if err != nil {
 		return err
 	}
+	c.warnAmbiguous("to", req.GetToHost(), res.GetAmbiguousHosts())
 	return writeList(c, "server-sessions", "server_sessions", serverRows(res.GetServerSessions()), c.nextToken(res.GetNextPageToken()))
 }
 
@@ -89,6 +92,7 @@ func (c *call) openSessions() error {
 	if err != nil {
 		return err
 	}
+	c.warnAmbiguous("host", req.GetHost(), res.GetAmbiguousHosts())
 	return writeList(c, "open-sessions", "logon_sessions", logonRows(res.GetLogonSessions()), c.nextToken(res.GetNextPageToken()))
 }
 

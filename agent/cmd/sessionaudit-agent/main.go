@@ -7,6 +7,7 @@
 //	sessionaudit-agent install [flags]    register the Windows service (flags are kept for run)
 //	sessionaudit-agent uninstall          stop and remove the Windows service
 //	sessionaudit-agent settings [flags]   print the effective settings and where each comes from
+//	sessionaudit-agent check-state-dir    check the state directory as run does (-n: change nothing)
 //	sessionaudit-agent bench-footprint    measure memory and CPU over unchanged poll cycles
 //	sessionaudit-agent version            print the version
 //
@@ -40,6 +41,7 @@ commands:
   install [flags]  register the Windows service; the flags are registered for "run"
   uninstall        stop and remove the Windows service
   settings [flags] print the effective settings and the layer each comes from
+  check-state-dir  check the state directory as run does at its start (-n: only say what it would do)
   bench-footprint  measure RSS and CPU per unchanged poll cycle (500 sessions)
   version          print the version
 
@@ -63,6 +65,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdUninstall(rest, stdout, stderr)
 	case "settings":
 		err = cmdSettings(rest, stdout, stderr)
+	case "check-state-dir":
+		err = cmdCheckStateDir(rest, stdout, stderr)
 	case "bench-footprint":
 		err = cmdBenchFootprint(rest, stdout, stderr)
 	case "version", "-version", "--version":

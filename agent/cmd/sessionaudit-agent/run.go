@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	"github.com/sessionaudit/sessionaudit/agent/config"
@@ -106,11 +108,13 @@ func (f *runFlags) layers(policy, installer config.Layer) []config.Layer {
 	return []config.Layer{policy, file, installer, f.layer}
 }
 
-// newSource makes the source named by the flags.
-func (f *runFlags) newSource(s config.Settings, clk clock.Clock) (source.Source, error) {
+// newSource makes the source named by the flags. The WMI source takes the
+// watcher's current settings at every snapshot, and calls exit when its
+// watchdog finds a query hung.
+func (f *runFlags) newSource(watcher *config.Watcher, clk clock.Clock, log *slog.Logger, exit func(error)) (source.Source, error) {
 	switch f.source {
 	case sourceWMI:
-		src, err := wmi.New(wmi.Options{Disabled: s.DisabledClasses(), AgentVersion: version, Clock: clk})
+		src, err := wmi.New(wmi.Options{Settings: wmiSettings(watcher), Exit: exit, AgentVersion: version, Clock: clk, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("WMI source: %w", err)
 		}
@@ -123,14 +127,47 @@ func (f *runFlags) newSource(s config.Settings, clk clock.Clock) (source.Source,
 	}
 }
 
+// wmiSettings returns what the WMI source takes from the watcher's current
+// settings, read at every snapshot: a class turned off and on again, or a
+// new QueryTimeoutSeconds, takes effect without a restart.
+func wmiSettings(watcher *config.Watcher) func() wmi.Settings {
+	return func() wmi.Settings {
+		s, _ := watcher.Current()
+		return wmi.Settings{Disabled: s.DisabledClasses(), QueryTimeout: s.QueryTimeout}
+	}
+}
+
+// forceExitAfter bounds the clean stop that follows the WMI watchdog: the
+// process exits with exitError after it, stopped or not.
+var forceExitAfter = 30 * time.Second
+
+// watchdogExit returns the WMI source's Options.Exit: it stops the program
+// (cancel with the watchdog's error as cause, which the program returns, so
+// that the service reports a failure and the service control manager
+// restarts it), and exits the process after forceExitAfter if the stop
+// has not ended it by then.
+func watchdogExit(cancel context.CancelCauseFunc, log *slog.Logger, exit func(int)) func(error) {
+	return func(err error) {
+		cancel(err)
+		time.AfterFunc(forceExitAfter, func() {
+			log.Error("the agent did not stop within the time allowed after the WMI watchdog fired: exiting now", "after", forceExitAfter)
+			exit(exitError)
+		})
+	}
+}
+
 func cmdRun(args []string, stderr io.Writer) error {
 	f := newRunFlags("run", stderr)
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	asService := service.IsService(f.service)
+	// Before anything in the state directory is opened (the log, the config
+	// file, the spool): check it, and make it or move it aside
+	// (run.PrepareStateDir). What it did is logged once the log is open.
+	prepared, prepErr := run.PrepareStateDir(f.stateDir)
 	logFile := f.logFile
-	if logFile == "" && asService {
+	if logFile == "" && asService && prepErr == nil {
 		logFile = filepath.Join(f.stateDir, "agent.log")
 	}
 	var out io.Writer = stderr
@@ -141,19 +178,32 @@ func cmdRun(args []string, stderr io.Writer) error {
 		}
 		defer lf.Close()
 		out = lf
+		// A panic that nothing recovers (on a goroutine of a library, say)
+		// ends the process: its trace goes to the log file too, not only to
+		// a standard error that a service does not have.
+		if err := debug.SetCrashOutput(lf, debug.CrashOptions{}); err != nil {
+			fmt.Fprintf(stderr, "sessionaudit-agent: crash output to the log file: %v\n", err)
+		}
 	}
 	level := new(slog.LevelVar)
 	h, closeEventLog := service.EventLogHandler(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	defer closeEventLog()
 	log := slog.New(h)
 	slog.SetDefault(log)
+	prepared.Log(log)
+	if prepErr != nil {
+		log.Error("cannot start", "err", prepErr)
+		return prepErr
+	}
 
 	program := func(ctx context.Context) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
 		watcher := config.NewWatcher(f.layers(config.NewPolicyLayer(), config.NewInstallerLayer())...)
 		settings, _ := watcher.Current()
 		level.Set(settings.LogLevel)
 		clk := clock.System{}
-		src, err := f.newSource(settings, clk)
+		src, err := f.newSource(watcher, clk, log, watchdogExit(cancel, log, os.Exit))
 		if err != nil {
 			log.Error("cannot start: no session source", "source", f.source, "err", err)
 			return err
@@ -165,8 +215,12 @@ func cmdRun(args []string, stderr io.Writer) error {
 		})
 		if err != nil {
 			log.Error("cannot start", "err", err)
+			return err
 		}
-		return err
+		if hung := new(wmi.HungError); errors.As(context.Cause(ctx), &hung) {
+			return hung // stopped by the WMI watchdog: a failure, so that the agent is restarted
+		}
+		return nil
 	}
 	return service.Run(program, f.service, log)
 }

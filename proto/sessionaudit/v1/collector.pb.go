@@ -364,13 +364,23 @@ func (x *IngestRequest) GetBatch() *Batch {
 // IngestResponse acknowledges what is stored.
 type IngestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every report of the agent with a sequence up to this one is stored.
+	// Every report of the agent with a sequence up to this one is stored:
+	// the collector's high-water mark for the agent and the batch's
+	// incarnation. A value above every sequence the agent has assigned means
+	// the collector holds reports the agent no longer has: its spool was
+	// restored from an older copy (a VM snapshot), or lost while its
+	// incarnation stayed. The agent's reports numbered at or below it would
+	// be taken for duplicates, so it drops the reports it holds (counted in
+	// Batch.dropped_reports), numbers its next report above this value and
+	// makes it a Snapshot.
 	AcknowledgedSequence uint64 `protobuf:"varint,1,opt,name=acknowledged_sequence,json=acknowledgedSequence,proto3" json:"acknowledged_sequence,omitempty"`
 	// True when the collector could not apply a Delta or Heartbeat of the batch
 	// because its base is not the last report stored for the agent (reports
-	// were lost, or the store was restored from a backup). The agent must send
-	// a Snapshot next; the reports after acknowledged_sequence cannot be
-	// applied and may be dropped.
+	// were lost, or the store was restored from a backup), or when the report
+	// numbered acknowledged_sequence is not the one the collector stored under
+	// that number (the agent's spool went back to an older copy and numbered
+	// new reports again). The agent must send a Snapshot next; the reports
+	// after acknowledged_sequence cannot be applied and may be dropped.
 	ResyncRequired bool `protobuf:"varint,2,opt,name=resync_required,json=resyncRequired,proto3" json:"resync_required,omitempty"`
 	// How long the agent should wait before its next Ingest when it has nothing
 	// urgent; absent means "follow your poll interval". Used to spread load.

@@ -320,8 +320,9 @@ func (x *ServerSessionInterval) GetEnd() *SessionEnd {
 type WhoWasOnRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Host name (case-insensitive, as reported, with or without domain) or
-	// machine GUID. Required. A name that several hosts share selects them all;
-	// one that matches no host gives an empty answer, not an error.
+	// machine GUID. Required. A name that several hosts share selects them all,
+	// and the response lists them (ambiguous_hosts); one that matches no host
+	// gives an empty answer, not an error.
 	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
 	// The moment. Required.
 	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
@@ -402,8 +403,13 @@ type WhoWasOnResponse struct {
 	ServerSessions []*ServerSessionInterval `protobuf:"bytes,2,rep,name=server_sessions,json=serverSessions,proto3" json:"server_sessions,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The hosts `host` named when it named more than one (a host name
+	// several hosts report, e.g. a machine that took another's name): the
+	// sessions above mix them, each naming its host by machine GUID. Empty
+	// when `host` named one host or none. Repeated on every page.
+	AmbiguousHosts []*HostRef `protobuf:"bytes,4,rep,name=ambiguous_hosts,json=ambiguousHosts,proto3" json:"ambiguous_hosts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WhoWasOnResponse) Reset() {
@@ -455,6 +461,13 @@ func (x *WhoWasOnResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *WhoWasOnResponse) GetAmbiguousHosts() []*HostRef {
+	if x != nil {
+		return x.AmbiguousHosts
+	}
+	return nil
 }
 
 // AccountTimelineRequest asks for an account's sessions over a range.
@@ -714,8 +727,13 @@ type ListLogonSessionsResponse struct {
 	LogonSessions []*LogonSessionInterval `protobuf:"bytes,1,rep,name=logon_sessions,json=logonSessions,proto3" json:"logon_sessions,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The hosts `host` named when it named more than one (a host name
+	// several hosts report, e.g. a machine that took another's name): the
+	// sessions above mix them, each naming its host by machine GUID. Empty
+	// when `host` named one host or none. Repeated on every page.
+	AmbiguousHosts []*HostRef `protobuf:"bytes,3,rep,name=ambiguous_hosts,json=ambiguousHosts,proto3" json:"ambiguous_hosts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListLogonSessionsResponse) Reset() {
@@ -760,6 +778,13 @@ func (x *ListLogonSessionsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListLogonSessionsResponse) GetAmbiguousHosts() []*HostRef {
+	if x != nil {
+		return x.AmbiguousHosts
+	}
+	return nil
 }
 
 // ListServerSessionsRequest asks for server sessions by source.
@@ -875,8 +900,13 @@ type ListServerSessionsResponse struct {
 	ServerSessions []*ServerSessionInterval `protobuf:"bytes,1,rep,name=server_sessions,json=serverSessions,proto3" json:"server_sessions,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The hosts `to_host` named when it named more than one (a host name
+	// several hosts report, e.g. a machine that took another's name): the
+	// sessions above mix them, each naming its host by machine GUID. Empty
+	// when `to_host` named one host or none. Repeated on every page.
+	AmbiguousHosts []*HostRef `protobuf:"bytes,3,rep,name=ambiguous_hosts,json=ambiguousHosts,proto3" json:"ambiguous_hosts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListServerSessionsResponse) Reset() {
@@ -921,6 +951,13 @@ func (x *ListServerSessionsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListServerSessionsResponse) GetAmbiguousHosts() []*HostRef {
+	if x != nil {
+		return x.AmbiguousHosts
+	}
+	return nil
 }
 
 // ListOpenSessionsRequest filters the open logon sessions.
@@ -1022,8 +1059,13 @@ type ListOpenSessionsResponse struct {
 	LogonSessions []*LogonSessionInterval `protobuf:"bytes,1,rep,name=logon_sessions,json=logonSessions,proto3" json:"logon_sessions,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The hosts `host` named when it named more than one (a host name
+	// several hosts report, e.g. a machine that took another's name): the
+	// sessions above mix them, each naming its host by machine GUID. Empty
+	// when `host` named one host or none. Repeated on every page.
+	AmbiguousHosts []*HostRef `protobuf:"bytes,3,rep,name=ambiguous_hosts,json=ambiguousHosts,proto3" json:"ambiguous_hosts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListOpenSessionsResponse) Reset() {
@@ -1070,11 +1112,19 @@ func (x *ListOpenSessionsResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *ListOpenSessionsResponse) GetAmbiguousHosts() []*HostRef {
+	if x != nil {
+		return x.AmbiguousHosts
+	}
+	return nil
+}
+
 // ListHostsRequest filters hosts.
 type ListHostsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only hosts whose last report was received longer ago than this (by the
-	// collector's clock); must be positive; absent means all hosts.
+	// Only hosts whose HostStatus.last_seen (the newest report stored) is
+	// older than this, by the collector's clock; must be positive; absent
+	// means all hosts.
 	StaleAfter *durationpb.Duration `protobuf:"bytes,1,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	// Page size, at most limits.MaxPageSize (1000); 0 means
 	// limits.DefaultPageSize (100).
@@ -1145,10 +1195,13 @@ type HostStatus struct {
 	// report's taken_at, which is the host's clock): normally the first
 	// enrollment naming its machine GUID, else the first batch received for it.
 	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
-	// When the collector last received a batch for the host, by the
-	// collector's clock at receipt (not a report's taken_at, the host's clock,
-	// which SessionEnd.last_seen carries); its enrollment time until the first
-	// batch. stale_after compares against it.
+	// How far the host's stored history reaches: the taken_at of the newest
+	// report stored for the host (the host's clock), but never later than
+	// the collector's last receipt of a batch for it (a clock running ahead
+	// cannot make a host look fresh); its enrollment time until a report is
+	// stored. A batch that stores nothing (duplicates) does not move it.
+	// stale_after compares against it. A host whose clock runs behind looks
+	// silent by as much.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// The agent that reported last (the id Enroll assigned).
 	AgentId string `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -1156,8 +1209,15 @@ type HostStatus struct {
 	OpenLogonSessions uint32 `protobuf:"varint,5,opt,name=open_logon_sessions,json=openLogonSessions,proto3" json:"open_logon_sessions,omitempty"`
 	// Server sessions open now, per the host's latest state.
 	OpenServerSessions uint32 `protobuf:"varint,6,opt,name=open_server_sessions,json=openServerSessions,proto3" json:"open_server_sessions,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// When the collector first refused a call of the host's enabled agent
+	// that presented a superseded certificate after its successor had been
+	// used: the agent's key is in use twice (a copied key or a cloned
+	// machine; docs/design/0003-security.md C6), and the host's reports since
+	// its theft may be forged. Absent when never. It stays until an admin
+	// disables the agent (and allows the machine to re-enroll).
+	AgentKeyReuseAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=agent_key_reuse_at,json=agentKeyReuseAt,proto3" json:"agent_key_reuse_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *HostStatus) Reset() {
@@ -1230,6 +1290,13 @@ func (x *HostStatus) GetOpenServerSessions() uint32 {
 		return x.OpenServerSessions
 	}
 	return 0
+}
+
+func (x *HostStatus) GetAgentKeyReuseAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AgentKeyReuseAt
+	}
+	return nil
 }
 
 // ListHostsResponse lists hosts.
@@ -1318,11 +1385,12 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"\xd9\x01\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x9c\x02\n" +
 	"\x10WhoWasOnResponse\x12L\n" +
 	"\x0elogon_sessions\x18\x01 \x03(\v2%.sessionaudit.v1.LogonSessionIntervalR\rlogonSessions\x12O\n" +
 	"\x0fserver_sessions\x18\x02 \x03(\v2&.sessionaudit.v1.ServerSessionIntervalR\x0eserverSessions\x12&\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"\xe0\x01\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12A\n" +
+	"\x0fambiguous_hosts\x18\x04 \x03(\v2\x18.sessionaudit.v1.HostRefR\x0eambiguousHosts\"\xe0\x01\n" +
 	"\x16AccountTimelineRequest\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x129\n" +
 	"\n" +
@@ -1345,10 +1413,11 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"\x91\x01\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"\xd4\x01\n" +
 	"\x19ListLogonSessionsResponse\x12L\n" +
 	"\x0elogon_sessions\x18\x01 \x03(\v2%.sessionaudit.v1.LogonSessionIntervalR\rlogonSessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa4\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12A\n" +
+	"\x0fambiguous_hosts\x18\x03 \x03(\v2\x18.sessionaudit.v1.HostRefR\x0eambiguousHosts\"\xa4\x02\n" +
 	"\x19ListServerSessionsRequest\x12#\n" +
 	"\rfrom_computer\x18\x01 \x01(\tR\ffromComputer\x12\x1b\n" +
 	"\tuser_name\x18\x02 \x01(\tR\buserName\x12\x17\n" +
@@ -1358,10 +1427,11 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\x95\x01\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xd8\x01\n" +
 	"\x1aListServerSessionsResponse\x12O\n" +
 	"\x0fserver_sessions\x18\x01 \x03(\v2&.sessionaudit.v1.ServerSessionIntervalR\x0eserverSessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf7\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12A\n" +
+	"\x0fambiguous_hosts\x18\x03 \x03(\v2\x18.sessionaudit.v1.HostRefR\x0eambiguousHosts\"\xf7\x01\n" +
 	"\x17ListOpenSessionsRequest\x12;\n" +
 	"\vlogon_types\x18\x01 \x03(\x0e2\x1a.sessionaudit.v1.LogonTypeR\n" +
 	"logonTypes\x125\n" +
@@ -1370,16 +1440,17 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\aaccount\x18\x04 \x01(\tR\aaccount\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"\x90\x01\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\xd3\x01\n" +
 	"\x18ListOpenSessionsResponse\x12L\n" +
 	"\x0elogon_sessions\x18\x01 \x03(\v2%.sessionaudit.v1.LogonSessionIntervalR\rlogonSessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12A\n" +
+	"\x0fambiguous_hosts\x18\x03 \x03(\v2\x18.sessionaudit.v1.HostRefR\x0eambiguousHosts\"\x8a\x01\n" +
 	"\x10ListHostsRequest\x12:\n" +
 	"\vstale_after\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"staleAfter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xa8\x02\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xf1\x02\n" +
 	"\n" +
 	"HostStatus\x12)\n" +
 	"\x04host\x18\x01 \x01(\v2\x15.sessionaudit.v1.HostR\x04host\x129\n" +
@@ -1388,7 +1459,8 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\tlast_seen\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x19\n" +
 	"\bagent_id\x18\x04 \x01(\tR\aagentId\x12.\n" +
 	"\x13open_logon_sessions\x18\x05 \x01(\rR\x11openLogonSessions\x120\n" +
-	"\x14open_server_sessions\x18\x06 \x01(\rR\x12openServerSessions\"n\n" +
+	"\x14open_server_sessions\x18\x06 \x01(\rR\x12openServerSessions\x12G\n" +
+	"\x12agent_key_reuse_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0fagentKeyReuseAt\"n\n" +
 	"\x11ListHostsResponse\x121\n" +
 	"\x05hosts\x18\x01 \x03(\v2\x1b.sessionaudit.v1.HostStatusR\x05hosts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xdd\x04\n" +
@@ -1452,40 +1524,45 @@ var file_sessionaudit_v1_query_proto_depIdxs = []int32{
 	17, // 10: sessionaudit.v1.WhoWasOnRequest.at:type_name -> google.protobuf.Timestamp
 	2,  // 11: sessionaudit.v1.WhoWasOnResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
 	3,  // 12: sessionaudit.v1.WhoWasOnResponse.server_sessions:type_name -> sessionaudit.v1.ServerSessionInterval
-	17, // 13: sessionaudit.v1.AccountTimelineRequest.start_time:type_name -> google.protobuf.Timestamp
-	17, // 14: sessionaudit.v1.AccountTimelineRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 15: sessionaudit.v1.AccountTimelineResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
-	20, // 16: sessionaudit.v1.ListLogonSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
-	17, // 17: sessionaudit.v1.ListLogonSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	17, // 18: sessionaudit.v1.ListLogonSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 19: sessionaudit.v1.ListLogonSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
-	17, // 20: sessionaudit.v1.ListServerSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	17, // 21: sessionaudit.v1.ListServerSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 22: sessionaudit.v1.ListServerSessionsResponse.server_sessions:type_name -> sessionaudit.v1.ServerSessionInterval
-	20, // 23: sessionaudit.v1.ListOpenSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
-	2,  // 24: sessionaudit.v1.ListOpenSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
-	21, // 25: sessionaudit.v1.ListHostsRequest.stale_after:type_name -> google.protobuf.Duration
-	22, // 26: sessionaudit.v1.HostStatus.host:type_name -> sessionaudit.v1.Host
-	17, // 27: sessionaudit.v1.HostStatus.first_seen:type_name -> google.protobuf.Timestamp
-	17, // 28: sessionaudit.v1.HostStatus.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 29: sessionaudit.v1.ListHostsResponse.hosts:type_name -> sessionaudit.v1.HostStatus
-	4,  // 30: sessionaudit.v1.QueryService.WhoWasOn:input_type -> sessionaudit.v1.WhoWasOnRequest
-	6,  // 31: sessionaudit.v1.QueryService.AccountTimeline:input_type -> sessionaudit.v1.AccountTimelineRequest
-	8,  // 32: sessionaudit.v1.QueryService.ListLogonSessions:input_type -> sessionaudit.v1.ListLogonSessionsRequest
-	10, // 33: sessionaudit.v1.QueryService.ListServerSessions:input_type -> sessionaudit.v1.ListServerSessionsRequest
-	12, // 34: sessionaudit.v1.QueryService.ListOpenSessions:input_type -> sessionaudit.v1.ListOpenSessionsRequest
-	14, // 35: sessionaudit.v1.QueryService.ListHosts:input_type -> sessionaudit.v1.ListHostsRequest
-	5,  // 36: sessionaudit.v1.QueryService.WhoWasOn:output_type -> sessionaudit.v1.WhoWasOnResponse
-	7,  // 37: sessionaudit.v1.QueryService.AccountTimeline:output_type -> sessionaudit.v1.AccountTimelineResponse
-	9,  // 38: sessionaudit.v1.QueryService.ListLogonSessions:output_type -> sessionaudit.v1.ListLogonSessionsResponse
-	11, // 39: sessionaudit.v1.QueryService.ListServerSessions:output_type -> sessionaudit.v1.ListServerSessionsResponse
-	13, // 40: sessionaudit.v1.QueryService.ListOpenSessions:output_type -> sessionaudit.v1.ListOpenSessionsResponse
-	16, // 41: sessionaudit.v1.QueryService.ListHosts:output_type -> sessionaudit.v1.ListHostsResponse
-	36, // [36:42] is the sub-list for method output_type
-	30, // [30:36] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	1,  // 13: sessionaudit.v1.WhoWasOnResponse.ambiguous_hosts:type_name -> sessionaudit.v1.HostRef
+	17, // 14: sessionaudit.v1.AccountTimelineRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 15: sessionaudit.v1.AccountTimelineRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 16: sessionaudit.v1.AccountTimelineResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
+	20, // 17: sessionaudit.v1.ListLogonSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
+	17, // 18: sessionaudit.v1.ListLogonSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 19: sessionaudit.v1.ListLogonSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 20: sessionaudit.v1.ListLogonSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
+	1,  // 21: sessionaudit.v1.ListLogonSessionsResponse.ambiguous_hosts:type_name -> sessionaudit.v1.HostRef
+	17, // 22: sessionaudit.v1.ListServerSessionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 23: sessionaudit.v1.ListServerSessionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 24: sessionaudit.v1.ListServerSessionsResponse.server_sessions:type_name -> sessionaudit.v1.ServerSessionInterval
+	1,  // 25: sessionaudit.v1.ListServerSessionsResponse.ambiguous_hosts:type_name -> sessionaudit.v1.HostRef
+	20, // 26: sessionaudit.v1.ListOpenSessionsRequest.logon_types:type_name -> sessionaudit.v1.LogonType
+	2,  // 27: sessionaudit.v1.ListOpenSessionsResponse.logon_sessions:type_name -> sessionaudit.v1.LogonSessionInterval
+	1,  // 28: sessionaudit.v1.ListOpenSessionsResponse.ambiguous_hosts:type_name -> sessionaudit.v1.HostRef
+	21, // 29: sessionaudit.v1.ListHostsRequest.stale_after:type_name -> google.protobuf.Duration
+	22, // 30: sessionaudit.v1.HostStatus.host:type_name -> sessionaudit.v1.Host
+	17, // 31: sessionaudit.v1.HostStatus.first_seen:type_name -> google.protobuf.Timestamp
+	17, // 32: sessionaudit.v1.HostStatus.last_seen:type_name -> google.protobuf.Timestamp
+	17, // 33: sessionaudit.v1.HostStatus.agent_key_reuse_at:type_name -> google.protobuf.Timestamp
+	15, // 34: sessionaudit.v1.ListHostsResponse.hosts:type_name -> sessionaudit.v1.HostStatus
+	4,  // 35: sessionaudit.v1.QueryService.WhoWasOn:input_type -> sessionaudit.v1.WhoWasOnRequest
+	6,  // 36: sessionaudit.v1.QueryService.AccountTimeline:input_type -> sessionaudit.v1.AccountTimelineRequest
+	8,  // 37: sessionaudit.v1.QueryService.ListLogonSessions:input_type -> sessionaudit.v1.ListLogonSessionsRequest
+	10, // 38: sessionaudit.v1.QueryService.ListServerSessions:input_type -> sessionaudit.v1.ListServerSessionsRequest
+	12, // 39: sessionaudit.v1.QueryService.ListOpenSessions:input_type -> sessionaudit.v1.ListOpenSessionsRequest
+	14, // 40: sessionaudit.v1.QueryService.ListHosts:input_type -> sessionaudit.v1.ListHostsRequest
+	5,  // 41: sessionaudit.v1.QueryService.WhoWasOn:output_type -> sessionaudit.v1.WhoWasOnResponse
+	7,  // 42: sessionaudit.v1.QueryService.AccountTimeline:output_type -> sessionaudit.v1.AccountTimelineResponse
+	9,  // 43: sessionaudit.v1.QueryService.ListLogonSessions:output_type -> sessionaudit.v1.ListLogonSessionsResponse
+	11, // 44: sessionaudit.v1.QueryService.ListServerSessions:output_type -> sessionaudit.v1.ListServerSessionsResponse
+	13, // 45: sessionaudit.v1.QueryService.ListOpenSessions:output_type -> sessionaudit.v1.ListOpenSessionsResponse
+	16, // 46: sessionaudit.v1.QueryService.ListHosts:output_type -> sessionaudit.v1.ListHostsResponse
+	41, // [41:47] is the sub-list for method output_type
+	35, // [35:41] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_query_proto_init() }

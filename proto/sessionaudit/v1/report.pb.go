@@ -88,6 +88,57 @@ func (CollectionErrorKind) EnumDescriptor() ([]byte, []int) {
 	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{0}
 }
 
+// LostReportsReason says why an agent lost reports it had numbered.
+type LostReportsReason int32
+
+const (
+	// Not given.
+	LostReportsReason_LOST_REPORTS_REASON_UNSPECIFIED LostReportsReason = 0
+	// The agent's spool found them damaged on disk when it opened (a bad
+	// sector, flipped bytes, a zeroed or cut segment file in the middle of the
+	// spool).
+	LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE LostReportsReason = 1
+)
+
+// Enum value maps for LostReportsReason.
+var (
+	LostReportsReason_name = map[int32]string{
+		0: "LOST_REPORTS_REASON_UNSPECIFIED",
+		1: "LOST_REPORTS_REASON_SPOOL_DAMAGE",
+	}
+	LostReportsReason_value = map[string]int32{
+		"LOST_REPORTS_REASON_UNSPECIFIED":  0,
+		"LOST_REPORTS_REASON_SPOOL_DAMAGE": 1,
+	}
+)
+
+func (x LostReportsReason) Enum() *LostReportsReason {
+	p := new(LostReportsReason)
+	*p = x
+	return p
+}
+
+func (x LostReportsReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LostReportsReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_sessionaudit_v1_report_proto_enumTypes[1].Descriptor()
+}
+
+func (LostReportsReason) Type() protoreflect.EnumType {
+	return &file_sessionaudit_v1_report_proto_enumTypes[1]
+}
+
+func (x LostReportsReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LostReportsReason.Descriptor instead.
+func (LostReportsReason) EnumDescriptor() ([]byte, []int) {
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{1}
+}
+
 // CollectionError is a problem met while taking a snapshot.
 //
 // Its strings are bounded as every string of a report is (see Report): the
@@ -487,10 +538,14 @@ func (x *Heartbeat) GetTakenAt() *timestamppb.Timestamp {
 // The shared bounds are defined once in proto/limits.
 type Report struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Assigned by the agent, strictly increasing over the agent's life (it
-	// survives restarts and reboots; it starts again at 1 only with a new
-	// enrollment). The collector stores each (agent, sequence) once: a report
-	// delivered twice is stored once and acknowledged twice.
+	// Assigned by the agent, strictly increasing within one spool
+	// incarnation (Batch.incarnation): it survives restarts and reboots, and
+	// starts again at 1 with a new enrollment or a new spool (the old one
+	// deleted or lost). The collector stores each (agent, incarnation,
+	// sequence) once: a report delivered twice is stored once and
+	// acknowledged twice. When the collector acknowledges a sequence above
+	// every one the agent has assigned, the agent continues above it (see
+	// IngestResponse.acknowledged_sequence).
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// The content. A report without one is invalid.
 	//
@@ -499,7 +554,18 @@ type Report struct {
 	//	*Report_Snapshot
 	//	*Report_Delta
 	//	*Report_Heartbeat
-	Content       isReport_Content `protobuf_oneof:"content"`
+	Content isReport_Content `protobuf_oneof:"content"`
+	// Set on the first intact report after reports the agent numbered and
+	// then lost (its spool found them damaged on disk): the reports
+	// lost_before.first_sequence..last_sequence, all below this one, will
+	// never arrive. A Delta or Heartbeat carrying it may name a base_sequence
+	// the collector never stored; the collector then applies it anyway (its
+	// upserted sessions and ended keys are facts) instead of asking for a
+	// resync, and records the hole as a coverage gap of the host, from its
+	// last observation before the lost reports to this report's taken_at.
+	// Absent on every other report. Collectors older than this field ignore
+	// it and ask for a resync, as before.
+	LostBefore    *LostReports `protobuf:"bytes,5,opt,name=lost_before,json=lostBefore,proto3" json:"lost_before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -575,6 +641,13 @@ func (x *Report) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *Report) GetLostBefore() *LostReports {
+	if x != nil {
+		return x.LostBefore
+	}
+	return nil
+}
+
 type isReport_Content interface {
 	isReport_Content()
 }
@@ -605,14 +678,82 @@ func (*Report_Delta) isReport_Content() {}
 
 func (*Report_Heartbeat) isReport_Content() {}
 
+// LostReports names a run of consecutive reports an agent numbered and lost
+// before it delivered them (Report.lost_before).
+type LostReports struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first lost sequence; at least 1.
+	FirstSequence uint64 `protobuf:"varint,1,opt,name=first_sequence,json=firstSequence,proto3" json:"first_sequence,omitempty"`
+	// The last lost sequence: at least first_sequence and below the sequence
+	// of the report that carries this message. The collector refuses a batch
+	// that breaks either rule, naming the field.
+	LastSequence uint64 `protobuf:"varint,2,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// Why the reports were lost.
+	Reason        LostReportsReason `protobuf:"varint,3,opt,name=reason,proto3,enum=sessionaudit.v1.LostReportsReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LostReports) Reset() {
+	*x = LostReports{}
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LostReports) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LostReports) ProtoMessage() {}
+
+func (x *LostReports) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LostReports.ProtoReflect.Descriptor instead.
+func (*LostReports) Descriptor() ([]byte, []int) {
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LostReports) GetFirstSequence() uint64 {
+	if x != nil {
+		return x.FirstSequence
+	}
+	return 0
+}
+
+func (x *LostReports) GetLastSequence() uint64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *LostReports) GetReason() LostReportsReason {
+	if x != nil {
+		return x.Reason
+	}
+	return LostReportsReason_LOST_REPORTS_REASON_UNSPECIFIED
+}
+
 // Batch is what an agent sends in one Ingest call: consecutive reports of its
 // spool, oldest first.
 type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Reports in strictly increasing sequence order; at least one, and at most
 	// 1000 by default (the collector's --max-reports-per-batch). Gaps are
-	// allowed only before a Snapshot (reports the spool dropped). The whole
-	// request is limited to 4 MiB by default (--max-message-bytes).
+	// allowed only before a Snapshot (reports the spool dropped) or before a
+	// report whose lost_before names them (reports the spool lost to damage).
+	// The whole request is limited to 4 MiB by default (--max-message-bytes).
 	Reports []*Report `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
 	// How many reports the agent's spool dropped (oldest first, on overflow)
 	// since the last acknowledged batch; 0 when none. The collector counts them
@@ -620,14 +761,23 @@ type Batch struct {
 	DroppedReports uint64 `protobuf:"varint,2,opt,name=dropped_reports,json=droppedReports,proto3" json:"dropped_reports,omitempty"`
 	// When the agent sent the batch, in UTC, by the host's clock: lets the
 	// collector estimate the host's clock skew.
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// The incarnation of the agent's spool: a random number other than 0,
+	// made when the spool is created and kept in it, so that a new spool
+	// (the old one deleted or lost, the agent reinstalled over it) has a new
+	// one. Sequences count within an incarnation: when the collector sees a
+	// new one for the agent, it starts the agent's chain again (its
+	// high-water mark goes back to 0, the first report must be a Snapshot)
+	// instead of taking the new spool's sequences for duplicates, and notes
+	// the change. 0 (agents before it existed) never starts a new chain.
+	Incarnation   uint64 `protobuf:"varint,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +789,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +802,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{5}
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Batch) GetReports() []*Report {
@@ -674,6 +824,13 @@ func (x *Batch) GetSentAt() *timestamppb.Timestamp {
 		return x.SentAt
 	}
 	return nil
+}
+
+func (x *Batch) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
 }
 
 var File_sessionaudit_v1_report_proto protoreflect.FileDescriptor
@@ -705,23 +862,33 @@ const file_sessionaudit_v1_report_proto_rawDesc = "" +
 	"\x06errors\x18\b \x03(\v2 .sessionaudit.v1.CollectionErrorR\x06errors\"g\n" +
 	"\tHeartbeat\x12#\n" +
 	"\rbase_sequence\x18\x01 \x01(\x04R\fbaseSequence\x125\n" +
-	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\xd4\x01\n" +
+	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x93\x02\n" +
 	"\x06Report\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x127\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x19.sessionaudit.v1.SnapshotH\x00R\bsnapshot\x12.\n" +
 	"\x05delta\x18\x03 \x01(\v2\x16.sessionaudit.v1.DeltaH\x00R\x05delta\x12:\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x1a.sessionaudit.v1.HeartbeatH\x00R\theartbeatB\t\n" +
-	"\acontent\"\x98\x01\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x1a.sessionaudit.v1.HeartbeatH\x00R\theartbeat\x12=\n" +
+	"\vlost_before\x18\x05 \x01(\v2\x1c.sessionaudit.v1.LostReportsR\n" +
+	"lostBeforeB\t\n" +
+	"\acontent\"\x95\x01\n" +
+	"\vLostReports\x12%\n" +
+	"\x0efirst_sequence\x18\x01 \x01(\x04R\rfirstSequence\x12#\n" +
+	"\rlast_sequence\x18\x02 \x01(\x04R\flastSequence\x12:\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\".sessionaudit.v1.LostReportsReasonR\x06reason\"\xba\x01\n" +
 	"\x05Batch\x121\n" +
 	"\areports\x18\x01 \x03(\v2\x17.sessionaudit.v1.ReportR\areports\x12'\n" +
 	"\x0fdropped_reports\x18\x02 \x01(\x04R\x0edroppedReports\x123\n" +
-	"\asent_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt*\xd4\x01\n" +
+	"\asent_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\x04R\vincarnation*\xd4\x01\n" +
 	"\x13CollectionErrorKind\x12%\n" +
 	"!COLLECTION_ERROR_KIND_UNSPECIFIED\x10\x00\x12&\n" +
 	"\"COLLECTION_ERROR_KIND_QUERY_FAILED\x10\x01\x12!\n" +
 	"\x1dCOLLECTION_ERROR_KIND_TIMEOUT\x10\x02\x12'\n" +
 	"#COLLECTION_ERROR_KIND_INVALID_VALUE\x10\x03\x12\"\n" +
-	"\x1eCOLLECTION_ERROR_KIND_DISABLED\x10\x04BKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
+	"\x1eCOLLECTION_ERROR_KIND_DISABLED\x10\x04*^\n" +
+	"\x11LostReportsReason\x12#\n" +
+	"\x1fLOST_REPORTS_REASON_UNSPECIFIED\x10\x00\x12$\n" +
+	" LOST_REPORTS_REASON_SPOOL_DAMAGE\x10\x01BKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
 
 var (
 	file_sessionaudit_v1_report_proto_rawDescOnce sync.Once
@@ -735,48 +902,52 @@ func file_sessionaudit_v1_report_proto_rawDescGZIP() []byte {
 	return file_sessionaudit_v1_report_proto_rawDescData
 }
 
-var file_sessionaudit_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sessionaudit_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_sessionaudit_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sessionaudit_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_sessionaudit_v1_report_proto_goTypes = []any{
 	(CollectionErrorKind)(0),      // 0: sessionaudit.v1.CollectionErrorKind
-	(*CollectionError)(nil),       // 1: sessionaudit.v1.CollectionError
-	(*Snapshot)(nil),              // 2: sessionaudit.v1.Snapshot
-	(*Delta)(nil),                 // 3: sessionaudit.v1.Delta
-	(*Heartbeat)(nil),             // 4: sessionaudit.v1.Heartbeat
-	(*Report)(nil),                // 5: sessionaudit.v1.Report
-	(*Batch)(nil),                 // 6: sessionaudit.v1.Batch
-	(*Host)(nil),                  // 7: sessionaudit.v1.Host
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*LogonSession)(nil),          // 9: sessionaudit.v1.LogonSession
-	(*ServerSession)(nil),         // 10: sessionaudit.v1.ServerSession
-	(*LogonSessionKey)(nil),       // 11: sessionaudit.v1.LogonSessionKey
-	(*ServerSessionKey)(nil),      // 12: sessionaudit.v1.ServerSessionKey
+	(LostReportsReason)(0),        // 1: sessionaudit.v1.LostReportsReason
+	(*CollectionError)(nil),       // 2: sessionaudit.v1.CollectionError
+	(*Snapshot)(nil),              // 3: sessionaudit.v1.Snapshot
+	(*Delta)(nil),                 // 4: sessionaudit.v1.Delta
+	(*Heartbeat)(nil),             // 5: sessionaudit.v1.Heartbeat
+	(*Report)(nil),                // 6: sessionaudit.v1.Report
+	(*LostReports)(nil),           // 7: sessionaudit.v1.LostReports
+	(*Batch)(nil),                 // 8: sessionaudit.v1.Batch
+	(*Host)(nil),                  // 9: sessionaudit.v1.Host
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*LogonSession)(nil),          // 11: sessionaudit.v1.LogonSession
+	(*ServerSession)(nil),         // 12: sessionaudit.v1.ServerSession
+	(*LogonSessionKey)(nil),       // 13: sessionaudit.v1.LogonSessionKey
+	(*ServerSessionKey)(nil),      // 14: sessionaudit.v1.ServerSessionKey
 }
 var file_sessionaudit_v1_report_proto_depIdxs = []int32{
 	0,  // 0: sessionaudit.v1.CollectionError.kind:type_name -> sessionaudit.v1.CollectionErrorKind
-	7,  // 1: sessionaudit.v1.Snapshot.host:type_name -> sessionaudit.v1.Host
-	8,  // 2: sessionaudit.v1.Snapshot.taken_at:type_name -> google.protobuf.Timestamp
-	9,  // 3: sessionaudit.v1.Snapshot.logon_sessions:type_name -> sessionaudit.v1.LogonSession
-	10, // 4: sessionaudit.v1.Snapshot.server_sessions:type_name -> sessionaudit.v1.ServerSession
-	1,  // 5: sessionaudit.v1.Snapshot.errors:type_name -> sessionaudit.v1.CollectionError
-	8,  // 6: sessionaudit.v1.Delta.taken_at:type_name -> google.protobuf.Timestamp
-	7,  // 7: sessionaudit.v1.Delta.host:type_name -> sessionaudit.v1.Host
-	9,  // 8: sessionaudit.v1.Delta.logon_sessions_upserted:type_name -> sessionaudit.v1.LogonSession
-	11, // 9: sessionaudit.v1.Delta.logon_sessions_ended:type_name -> sessionaudit.v1.LogonSessionKey
-	10, // 10: sessionaudit.v1.Delta.server_sessions_upserted:type_name -> sessionaudit.v1.ServerSession
-	12, // 11: sessionaudit.v1.Delta.server_sessions_ended:type_name -> sessionaudit.v1.ServerSessionKey
-	1,  // 12: sessionaudit.v1.Delta.errors:type_name -> sessionaudit.v1.CollectionError
-	8,  // 13: sessionaudit.v1.Heartbeat.taken_at:type_name -> google.protobuf.Timestamp
-	2,  // 14: sessionaudit.v1.Report.snapshot:type_name -> sessionaudit.v1.Snapshot
-	3,  // 15: sessionaudit.v1.Report.delta:type_name -> sessionaudit.v1.Delta
-	4,  // 16: sessionaudit.v1.Report.heartbeat:type_name -> sessionaudit.v1.Heartbeat
-	5,  // 17: sessionaudit.v1.Batch.reports:type_name -> sessionaudit.v1.Report
-	8,  // 18: sessionaudit.v1.Batch.sent_at:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	9,  // 1: sessionaudit.v1.Snapshot.host:type_name -> sessionaudit.v1.Host
+	10, // 2: sessionaudit.v1.Snapshot.taken_at:type_name -> google.protobuf.Timestamp
+	11, // 3: sessionaudit.v1.Snapshot.logon_sessions:type_name -> sessionaudit.v1.LogonSession
+	12, // 4: sessionaudit.v1.Snapshot.server_sessions:type_name -> sessionaudit.v1.ServerSession
+	2,  // 5: sessionaudit.v1.Snapshot.errors:type_name -> sessionaudit.v1.CollectionError
+	10, // 6: sessionaudit.v1.Delta.taken_at:type_name -> google.protobuf.Timestamp
+	9,  // 7: sessionaudit.v1.Delta.host:type_name -> sessionaudit.v1.Host
+	11, // 8: sessionaudit.v1.Delta.logon_sessions_upserted:type_name -> sessionaudit.v1.LogonSession
+	13, // 9: sessionaudit.v1.Delta.logon_sessions_ended:type_name -> sessionaudit.v1.LogonSessionKey
+	12, // 10: sessionaudit.v1.Delta.server_sessions_upserted:type_name -> sessionaudit.v1.ServerSession
+	14, // 11: sessionaudit.v1.Delta.server_sessions_ended:type_name -> sessionaudit.v1.ServerSessionKey
+	2,  // 12: sessionaudit.v1.Delta.errors:type_name -> sessionaudit.v1.CollectionError
+	10, // 13: sessionaudit.v1.Heartbeat.taken_at:type_name -> google.protobuf.Timestamp
+	3,  // 14: sessionaudit.v1.Report.snapshot:type_name -> sessionaudit.v1.Snapshot
+	4,  // 15: sessionaudit.v1.Report.delta:type_name -> sessionaudit.v1.Delta
+	5,  // 16: sessionaudit.v1.Report.heartbeat:type_name -> sessionaudit.v1.Heartbeat
+	7,  // 17: sessionaudit.v1.Report.lost_before:type_name -> sessionaudit.v1.LostReports
+	1,  // 18: sessionaudit.v1.LostReports.reason:type_name -> sessionaudit.v1.LostReportsReason
+	6,  // 19: sessionaudit.v1.Batch.reports:type_name -> sessionaudit.v1.Report
+	10, // 20: sessionaudit.v1.Batch.sent_at:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_report_proto_init() }
@@ -796,8 +967,8 @@ func file_sessionaudit_v1_report_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionaudit_v1_report_proto_rawDesc), len(file_sessionaudit_v1_report_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,7 +1,8 @@
 // Command collectorbench measures the collector over gRPC with many
 // simulated agents (agent/fleet, agent/uplink) in one process: sustained
-// ingest (ingest), agents held at a poll rate (connections), and a
-// benchmark collector in a process of its own for the latter (collector).
+// ingest (ingest), agents held at a poll rate (connections), a benchmark
+// collector in a process of its own for the latter (collector), and what
+// calls without a client certificate cost a collector (unauthenticated).
 // The figures and the exact commands are in docs/benchmarks.md.
 //
 // It lives under server/ because it serves a collector (server.New) over a
@@ -40,6 +41,7 @@ var modes = []mode{
 	{"ingest", "sustained ingest through gRPC on loopback, and the store's own rate for the ratio", benchIngestDoc, benchIngest},
 	{"connections", "how many agents one collector holds at 60-second polls with p99 acknowledgement under a bound", benchConnectionsDoc, benchConnections},
 	{"collector", "a collector in its own process for 'connections --collector-dir'", benchCollectorDoc, benchCollectorMode},
+	{"unauthenticated", "what calls without a client certificate cost a collector process, in RSS", benchUnauthDoc, benchUnauth},
 	{"version", "print the version", "Prints \"collectorbench VERSION\".\n", versionMode},
 }
 

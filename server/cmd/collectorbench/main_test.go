@@ -24,6 +24,8 @@ func TestDispatch(t *testing.T) {
 		{[]string{"ingest", "--help"}, 0, "store.Ingest", ""},
 		{[]string{"connections", "--help"}, 0, "--p99", ""},
 		{[]string{"collector", "--help"}, 0, "--max-connections", ""},
+		{[]string{"unauthenticated", "--help"}, 0, "VmHWM", ""},
+		{[]string{"unauthenticated", "--database-url", "postgres://x", "--method", "Renew"}, 2, "", "want Ingest or ListLogonSessions"},
 		{[]string{"help", "connections"}, 0, "--steps", ""},
 		{[]string{"nope"}, 2, "", `unknown mode "nope"`},
 		{[]string{"bench-ingest"}, 2, "", `unknown mode "bench-ingest"`},

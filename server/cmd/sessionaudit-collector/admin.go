@@ -165,6 +165,11 @@ func (c *cli) agentListCommand() *command {
 				if a.Disabled {
 					state = "disabled " + when(a.DisabledAt)
 				}
+				if !a.KeyReuseAt.IsZero() {
+					// C6: a superseded certificate was presented after its
+					// successor was used.
+					state += ", KEY IN USE TWICE since " + when(a.KeyReuseAt)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.MachineGUID, state,
 					when(a.EnrolledAt), when(a.CertNotAfter), when(a.LastReceived))
 			}

@@ -98,9 +98,13 @@ func (c *cli) whoCommand() *command {
 		var logon []rows.Logon
 		var srv []rows.Server
 		var next string
+		var ambiguous []*pb.HostRef
 		err = c.query(ctx, func(cl *client) (err error) {
 			next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
 				resp, err := cl.q.WhoWasOn(ctx, &pb.WhoWasOnRequest{Host: host, At: timestamppb.New(t), PageSize: size, PageToken: token})
+				if a := resp.GetAmbiguousHosts(); len(a) > 0 {
+					ambiguous = a
+				}
 				for _, l := range resp.GetLogonSessions() {
 					logon = append(logon, rows.FromLogon(l))
 				}
@@ -114,6 +118,7 @@ func (c *cli) whoCommand() *command {
 		if err != nil {
 			return err
 		}
+		c.warnAmbiguous("--host", host, ambiguous)
 		switch {
 		case c.out.json:
 			err = writeJSON(c.stdout, whoDoc{nonNil(logon), nonNil(srv), next})
@@ -182,13 +187,14 @@ func (c *cli) timelineCommand() *command {
 		if err := c.checkOutput(); err != nil {
 			return err
 		}
-		list, next, err := c.fetchLogon(ctx, func(ctx context.Context, cl *client, size int32, token string) (logonPage, error) {
+		list, next, ambiguous, err := c.fetchLogon(ctx, func(ctx context.Context, cl *client, size int32, token string) (logonPage, error) {
 			return cl.q.ListLogonSessions(ctx, &pb.ListLogonSessionsRequest{Host: host, Account: user,
 				StartTime: timestamppb.New(from), EndTime: timestamppb.New(to), PageSize: size, PageToken: token})
 		})
 		if err != nil {
 			return err
 		}
+		c.warnAmbiguous("--host", host, ambiguous)
 		return listing(c, list, next, logonDocOf, c.logonTable, "No logon sessions in the range.")
 	}
 	return cmd
@@ -221,10 +227,14 @@ func (c *cli) smbCommand() *command {
 		}
 		var list []rows.Server
 		var next string
+		var ambiguous []*pb.HostRef
 		err = c.query(ctx, func(cl *client) (err error) {
 			next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
 				resp, err := cl.q.ListServerSessions(ctx, &pb.ListServerSessionsRequest{FromComputer: from, UserName: user, ToHost: to,
 					StartTime: timestamppb.New(start), EndTime: timestamppb.New(end), PageSize: size, PageToken: token})
+				if a := resp.GetAmbiguousHosts(); len(a) > 0 {
+					ambiguous = a
+				}
 				for _, s := range resp.GetServerSessions() {
 					list = append(list, rows.FromServer(s))
 				}
@@ -235,6 +245,7 @@ func (c *cli) smbCommand() *command {
 		if err != nil {
 			return err
 		}
+		c.warnAmbiguous("--to", to, ambiguous)
 		return listing(c, list, next, serverDocOf, c.serverTable, "No SMB sessions in the range.")
 	}
 	return cmd
@@ -287,7 +298,7 @@ func (c *cli) sessionsCommand() *command {
 		if err := c.checkOutput(); err != nil {
 			return err
 		}
-		list, next, err := c.fetchLogon(ctx, func(ctx context.Context, cl *client, size int32, token string) (logonPage, error) {
+		list, next, ambiguous, err := c.fetchLogon(ctx, func(ctx context.Context, cl *client, size int32, token string) (logonPage, error) {
 			if open {
 				return cl.q.ListOpenSessions(ctx, &pb.ListOpenSessionsRequest{LogonTypes: types, AuthenticationPackage: pkg,
 					Host: host, Account: user, PageSize: size, PageToken: token})
@@ -298,6 +309,7 @@ func (c *cli) sessionsCommand() *command {
 		if err != nil {
 			return err
 		}
+		c.warnAmbiguous("--host", host, ambiguous)
 		none := "No logon sessions in the range."
 		if open {
 			none = "No open logon sessions."
@@ -312,11 +324,13 @@ func (c *cli) hostsCommand() *command {
 	cmd := newCommand("hosts", "hosts and their last report; --stale: the silent ones",
 		"List hosts with their last report and open sessions, ordered by machine GUID;\n"+
 			"with --stale, only those silent for longer than that (switched off, isolated,\n"+
-			"or their agent stopped). SILENT is the time since the last report.",
+			"or their agent stopped). LAST SEEN is how far the host's stored history\n"+
+			"reaches: the newest report stored (by the host's clock); a host whose reports\n"+
+			"arrive but are not stored goes silent too. SILENT is the time since.",
 		`sessionaudit hosts`,
 		`sessionaudit hosts --stale 1h`,
 		`sessionaudit hosts --stale 2d --csv`)
-	cmd.String(&stale, "stale", "", "", "only hosts whose last report is older than this: 90m, 1h, 2d, 1w")
+	cmd.String(&stale, "stale", "", "", "only hosts whose newest stored report is older than this: 90m, 1h, 2d, 1w")
 	c.outputFlags(cmd)
 	c.connectionFlags(cmd)
 	cmd.run = func(ctx context.Context, c *cli) error {
@@ -333,11 +347,15 @@ func (c *cli) hostsCommand() *command {
 		}
 		var list []rows.Host
 		var next string
+		var flagged []*pb.HostStatus
 		err := c.query(ctx, func(cl *client) (err error) {
 			next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
 				req.PageSize, req.PageToken = size, token
 				resp, err := cl.q.ListHosts(ctx, req)
 				for _, h := range resp.GetHosts() {
+					if h.GetAgentKeyReuseAt() != nil {
+						flagged = append(flagged, h)
+					}
 					list = append(list, rows.FromHost(h))
 				}
 				return len(resp.GetHosts()), resp.GetNextPageToken(), err
@@ -347,6 +365,7 @@ func (c *cli) hostsCommand() *command {
 		if err != nil {
 			return err
 		}
+		c.warnKeyReuse(flagged)
 		none := "No hosts."
 		if stale != "" {
 			none = "No host silent for longer than " + stale + "."
@@ -370,19 +389,25 @@ func (c *cli) versionCommand() *command {
 type logonPage interface {
 	GetLogonSessions() []*pb.LogonSessionInterval
 	GetNextPageToken() string
+	GetAmbiguousHosts() []*pb.HostRef
 }
 
 // fetchLogon asks page for every page of logon sessions, up to --limit,
-// and returns their rows and the token of the page after the last one
-// fetched ("" when there is none).
-func (c *cli) fetchLogon(ctx context.Context, page func(ctx context.Context, cl *client, size int32, token string) (logonPage, error)) ([]rows.Logon, string, error) {
+// and returns their rows, the token of the page after the last one
+// fetched ("" when there is none), and the hosts the host selector named
+// when it named several (warnAmbiguous).
+func (c *cli) fetchLogon(ctx context.Context, page func(ctx context.Context, cl *client, size int32, token string) (logonPage, error)) ([]rows.Logon, string, []*pb.HostRef, error) {
 	var list []rows.Logon
 	var next string
+	var ambiguous []*pb.HostRef
 	err := c.query(ctx, func(cl *client) (err error) {
 		next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
 			resp, err := page(ctx, cl, size, token)
 			if err != nil {
 				return 0, "", err
+			}
+			if a := resp.GetAmbiguousHosts(); len(a) > 0 {
+				ambiguous = a
 			}
 			for _, l := range resp.GetLogonSessions() {
 				list = append(list, rows.FromLogon(l))
@@ -391,7 +416,7 @@ func (c *cli) fetchLogon(ctx context.Context, page func(ctx context.Context, cl 
 		})
 		return err
 	})
-	return list, next, err
+	return list, next, ambiguous, err
 }
 
 // untilSpan and untilHelp quote the longest range a query may cover, from

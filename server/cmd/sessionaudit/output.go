@@ -176,7 +176,7 @@ func (c *cli) serverTable(w io.Writer, list []rows.Server) error {
 }
 
 // hostTable writes hosts as a table; SILENT is how long since the host's
-// last report.
+// newest stored report (its LAST SEEN, HostStatus.last_seen).
 func (c *cli) hostTable(w io.Writer, list []rows.Host) error {
 	tw := newTable(w, "HOST", "DOMAIN", "OS", "AGENT", "LAST SEEN", "SILENT", "OPEN LOGON", "OPEN SMB")
 	now := c.now()

@@ -8,7 +8,8 @@
 //	DATABASE_URL=postgres://user:pass@host/db go run ./store/cmd/storebench [flags]
 //
 // With -floor it only measures the least an ingest call can cost on the
-// machine (floor.go).
+// machine (floor.go); with -close N, only the calls that close N sessions
+// sharing one start time (close.go).
 //
 // The database should be dedicated to the benchmark: storebench migrates it,
 // fills it with synthetic history (unless -reuse and it is already filled) and
@@ -49,6 +50,7 @@ var (
 	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the ingest benchmark (Go side) to this file")
 	showVersion  = flag.Bool("version", false, "print storebench's version and exit")
 	floorOnly    = flag.Bool("floor", false, "only measure the floor of an ingest call (the stripped protocol against a COPY per call; floor.go)")
+	closeOnly    = flag.Int("close", 0, "only measure opening, closing and reopening this many logon and server sessions of one host sharing one start time (close.go; the collector's limit is 20000 per report)")
 )
 
 // now is the end of the synthetic year.
@@ -89,6 +91,10 @@ func main() {
 
 	if *floorOnly {
 		floor(ctx, url)
+		return
+	}
+	if *closeOnly > 0 {
+		closeSameStart(ctx, s, *closeOnly)
 		return
 	}
 	if !*reuse || !loaded(ctx, s) {
@@ -290,7 +296,7 @@ func ingest(ctx context.Context, s *store.Store) {
 			if round == 1 {
 				changes = 2 * (*ingestLogon/2 + *ingestServer/2) // half end, half start
 			}
-			jobs[round] = append(jobs[round], job{host: h, agent: fmt.Sprintf("ing-%d-%d", run, h), guid: fmt.Sprintf("ing-%d-%05d", run, h),
+			jobs[round] = append(jobs[round], job{host: h, agent: fmt.Sprintf("ing-%d-%d", run, h), guid: ingestGUID(run, h),
 				reports: []store.Report{r}, changes: changes})
 		}
 	}
@@ -418,6 +424,12 @@ func ingest(ctx context.Context, s *store.Store) {
 	idxRate := float64(idxRows) / idxTime.Seconds()
 	fmt.Printf("| raw COPY into a table with logon_session's indexes, one COPY per call | %d | %s | %.0f | %.2f |\n", idxRows, idxTime.Round(time.Millisecond), idxRate, apiRate/idxRate)
 	fmt.Printf("| raw COPY into a bare table, one single COPY | %d | %s | %.0f | %.2f |\n\n", len(big), bigTime.Round(time.Millisecond), bigRate, apiRate/bigRate)
+}
+
+// ingestGUID is the machine GUID of host h of the ingest benchmark's run:
+// a lower-case UUID, as the store requires.
+func ingestGUID(run int64, h int) string {
+	return fmt.Sprintf("%08x-0000-4000-8000-%012x", h, uint64(run)&0xffffffffffff)
 }
 
 // ingestStart is when synthetic session i of the ingest benchmark started:

@@ -1,0 +1,59 @@
+package run
+
+import (
+	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
+)
+
+// The collector's high-water mark can be ahead of the spool: a spool
+// restored from an older copy (a VM snapshot) numbers new reports with
+// sequences the collector already stored. The pump then moves the spool
+// past the mark (spool.Rebase, uplink.ChainQueue) and wakes the poll loop
+// (pollNow); the poll loop numbers its next report from the spool's
+// NextSequence, as a full Snapshot (renumber).
+
+// pollNow makes the poll loop poll at once; it does not block.
+func (a *loop) pollNow() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// renumber moves the tracker's numbering up to the spool's when the spool
+// was moved past it, with a full Snapshot next; it reports whether it did.
+func (a *loop) renumber() bool {
+	next := a.spool.NextSequence()
+	if next <= a.tracker.NextSequence() {
+		return false
+	}
+	a.log.Warn("numbering reports above the collector's high-water mark: the next report is a full snapshot",
+		"next_sequence", next, "was", a.tracker.NextSequence())
+	a.tracker.Renumber(next)
+	return true
+}
+
+// spoolReport makes the report of snap and appends it to the spool; it
+// returns nil when there is none (logged).
+func (a *loop) spoolReport(snap *pb.Snapshot) *pb.Report {
+	a.renumber()
+	for retried := false; ; retried = true {
+		rep, err := a.tracker.Next(snap)
+		if err != nil {
+			a.log.Error("snapshot not usable: no report this poll", "err", err)
+			return nil
+		}
+		err = a.spool.Append(rep)
+		if err == nil {
+			return rep
+		}
+		// The pump may have moved the spool past the report's number
+		// since renumber: number it again, once.
+		if !retried && a.renumber() {
+			continue
+		}
+		a.tracker.RequestResync()
+		a.log.Error("cannot spool the report: it is lost, the next report will be a full snapshot",
+			"sequence", rep.GetSequence(), "kind", rep.ContentName(), "err", err)
+		return nil
+	}
+}
