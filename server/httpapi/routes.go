@@ -146,7 +146,7 @@ var routes = []Route{
 		Summary: "Hosts with their last report and open session counts, ordered by machine GUID.",
 		Params: []Param{
 			{Name: "stale", Field: "stale_after", Type: "string", Format: "duration", MaxLength: maxTimeExpr,
-				Doc: "Only hosts whose last report is older than this (90m, 1h, 2d)."},
+				Doc: "Only hosts whose stored history ends longer ago than this (90m, 1h, 2d): the taken_at of the newest report stored."},
 			formatParam("json", "csv", "jsonl"), pageSizeParam, pageTokenParam,
 		},
 		Formats: []string{"json", "csv", "jsonl"},

@@ -205,10 +205,11 @@ type Account struct {
 	// Win32_Account.Name (CIM string): the account name, as given: the Name key
 	// of the Antecedent's object path, unescaped, case kept.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// Win32_Account.SID (CIM string), "S-1-5-...". Empty from current agents:
-	// they take the account from the Antecedent's object path, which carries
-	// only Domain and Name, and resolve no SID. Reserved for an agent that
-	// resolves it; the collector already stores and returns one when given.
+	// Win32_Account.SID (CIM string), "S-1-5-...". The object path carries
+	// only Domain and Name: the agent resolves the SID with LookupAccountName
+	// (cached per DOMAIN\name; see docs/agent.md, "Account SIDs"). Empty when
+	// the lookup failed or had not answered in time; a SID that arrives late
+	// comes as an update of the session in a later report.
 	Sid           string `protobuf:"bytes,3,opt,name=sid,proto3" json:"sid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
