@@ -75,6 +75,10 @@ func (c *cli) serveCommand() *command {
 	cmd.Int(&cfg.MaxConcurrentIngests, "max-concurrent-ingests", "SESSIONAUDIT_MAX_CONCURRENT_INGESTS", server.DefaultMaxConcurrentIngests, "Ingest calls in the store at once; beyond it agents are pushed back")
 	cmd.Int(&cfg.MaxConnections, "max-connections", "SESSIONAUDIT_MAX_CONNECTIONS", server.DefaultMaxConnections, "open connections (agents connected)")
 	cmd.Duration(&cfg.IngestTimeout, "ingest-timeout", "SESSIONAUDIT_INGEST_TIMEOUT", server.DefaultIngestTimeout, "longest store write before pushing back")
+	cmd.Int(&cfg.QuarantineAfterFailures, "quarantine-after-failures", "SESSIONAUDIT_QUARANTINE_AFTER_FAILURES", server.DefaultQuarantineAfterFailures,
+		"failed store writes of one batch before it is quarantined (acknowledged unstored, kept, a coverage gap recorded); negative: never")
+	cmd.Duration(&cfg.QuarantineMinSpan, "quarantine-min-span", "SESSIONAUDIT_QUARANTINE_MIN_SPAN", server.DefaultQuarantineMinSpan,
+		"least time a batch must have been failing before it is quarantined")
 	cmd.run = func(ctx context.Context, c *cli, args []string) error {
 		if err := noArgs(args); err != nil {
 			return err
