@@ -22,16 +22,26 @@ import (
 // refuse it whole if any report breaks the protocol, then hand it to the
 // store under the agent's in-flight limit and the collector's store slots,
 // and acknowledge what the store committed.
-func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*pb.IngestResponse, error) {
+func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (resp *pb.IngestResponse, err error) {
 	s := c.s
 	a, _ := agentFrom(ctx)
 	log := s.log.With("agent", a.AgentID, "machine_guid", a.MachineGUID)
+	received := s.cfg.Now()
 
 	reports, err := s.validateBatch(req.GetBatch(), a.MachineGUID)
 	if err != nil {
 		s.metrics.batches.WithLabelValues(resultInvalid).Inc()
 		log.Warn("batch refused", "err", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	// The host's clock skew (clockskew.go): to the store with the reports,
+	// in the answer, and recorded for the host.
+	if skew, ok := batchClockSkew(req.GetBatch(), received, reports); ok {
+		defer func() {
+			if err == nil && resp != nil {
+				s.clockSkewAnswered(ctx, log, a, skew, received, resp)
+			}
+		}()
 	}
 
 	if !s.inFlight.acquire(a.AgentID) {
@@ -40,7 +50,8 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	}
 	defer s.inFlight.release(a.AgentID)
 
-	if hb, ok := plainHeartbeat(a, reports); ok && !s.cfg.NoHeartbeatGroups {
+	// A heartbeat stamped far ahead goes to Ingest, which corrects it.
+	if hb, ok := plainHeartbeat(a, reports); ok && !s.cfg.NoHeartbeatGroups && !hb.TakenAt.After(received.Add(store.MaxClockSkew)) {
 		hb.Incarnation = req.GetBatch().GetIncarnation()
 		applied, queued, err := s.heartbeats.submit(ctx, hb)
 		switch {
@@ -147,9 +158,13 @@ func (c *collectorService) Ingest(ctx context.Context, req *pb.IngestRequest) (*
 	for _, g := range res.Gaps {
 		s.metrics.coverageGaps.WithLabelValues(string(g.Reason)).Inc()
 		s.metrics.lostReports.WithLabelValues(string(g.Reason)).Add(float64(g.LostReports()))
+		var lost any = g.LostReports()
+		if g.FirstSequence == 0 {
+			lost = "unknown" // a replaced spool: what it still held is not known
+		}
 		log.Warn("agent lost reports: coverage gap recorded; the reports after it are stored",
 			"reason", g.Reason, "first_sequence", g.FirstSequence, "last_sequence", g.LastSequence,
-			"lost_reports", g.LostReports(), "gap_start", g.StartTime.Format(time.RFC3339), "gap_end", g.EndTime.Format(time.RFC3339))
+			"lost_reports", lost, "gap_start", g.StartTime.Format(time.RFC3339), "gap_end", g.EndTime.Format(time.RFC3339))
 	}
 	s.metrics.batches.WithLabelValues(result).Inc()
 	for _, n := range res.Sanitized {
@@ -219,7 +234,6 @@ func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report,
 	case len(in) > s.cfg.MaxReportsPerBatch:
 		return nil, fmt.Errorf("batch.reports: %d reports, more than the limit of %d", len(in), s.cfg.MaxReportsPerBatch)
 	}
-	now := s.cfg.Now()
 	out := make([]store.Report, 0, len(in))
 	var prev uint64
 	for i, pr := range in {
@@ -243,10 +257,9 @@ func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report,
 			return nil, fail(kind+".base_sequence", "is required in a %s", kind)
 		case r.TakenAt.Before(store.Earliest):
 			return nil, fail(kind+".taken_at", "%s is before %s", r.TakenAt.Format(time.RFC3339), store.Earliest.Format(time.RFC3339))
-		case r.TakenAt.After(now.Add(store.MaxClockSkew)):
-			return nil, fail(kind+".taken_at", "%s is more than %s ahead of the collector's clock (%s)",
-				r.TakenAt.Format(time.RFC3339), store.MaxClockSkew, now.UTC().Format(time.RFC3339))
 		}
+		// A taken_at more than store.MaxClockSkew ahead is not refused (that
+		// blocked the host's delivery for good): the store corrects it.
 		if r.Host != nil && r.Host.MachineGUID != "" && identity.NormalizeMachineGUID(r.Host.MachineGUID) != machineGUID {
 			// C1: identity comes from the certificate only.
 			return nil, fail(kind+".host.machine_guid", "%q is not the machine this agent's certificate is bound to (%s)", r.Host.MachineGUID, machineGUID)

@@ -25,9 +25,16 @@ func TestReportFromProtoLostBefore(t *testing.T) {
 	if want := (store.LostReports{FirstSequence: 4, LastSequence: 9, Reason: store.GapSpoolDamage}); got.LostBefore == nil || *got.LostBefore != want {
 		t.Fatalf("LostBefore = %+v, want %+v", got.LostBefore, want)
 	}
-	got, err = ReportFromProto(delta(&pb.LostReports{FirstSequence: 4, LastSequence: 9}))
-	if err != nil || got.LostBefore.Reason != store.GapLostReports {
-		t.Fatalf("without a reason: %+v %v", got.LostBefore, err)
+	for reason, want := range map[pb.LostReportsReason]store.GapReason{
+		pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW:     store.GapSpoolOverflow,
+		pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_WRITE_FAILED: store.GapSpoolWriteFailed,
+		pb.LostReportsReason_LOST_REPORTS_REASON_UNSPECIFIED:        store.GapLostReports,
+		pb.LostReportsReason(99):                                    store.GapLostReports, // a newer agent's
+	} {
+		got, err = ReportFromProto(delta(&pb.LostReports{FirstSequence: 4, LastSequence: 9, Reason: reason}))
+		if err != nil || got.LostBefore.Reason != want {
+			t.Errorf("reason %v: %+v %v; want %s", reason, got.LostBefore, err, want)
+		}
 	}
 	if got, err := ReportFromProto(delta(nil)); err != nil || got.LostBefore != nil {
 		t.Fatalf("without lost_before: %+v %v", got.LostBefore, err)

@@ -261,9 +261,14 @@ func (c *converter) lostReports(r *pb.Report) *store.LostReports {
 	case lb.GetLastSequence() >= r.GetSequence():
 		c.failf("lost_before.last_sequence", "is %d, not below the report's own sequence", lb.GetLastSequence())
 	}
-	reason := store.GapLostReports
-	if lb.GetReason() == pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE {
+	reason := store.GapLostReports // unspecified, or a reason newer than this collector
+	switch lb.GetReason() {
+	case pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE:
 		reason = store.GapSpoolDamage
+	case pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW:
+		reason = store.GapSpoolOverflow
+	case pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_WRITE_FAILED:
+		reason = store.GapSpoolWriteFailed
 	}
 	return &store.LostReports{FirstSequence: lb.GetFirstSequence(), LastSequence: lb.GetLastSequence(), Reason: reason}
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -228,7 +229,7 @@ func (q *queryService) ListHosts(ctx context.Context, req *pb.ListHostsRequest) 
 	}
 	out := &pb.ListHostsResponse{NextPageToken: pageToken("ListHosts", req, res.NextCursor)}
 	for _, h := range res.Items {
-		out.Hosts = append(out.Hosts, &pb.HostStatus{
+		hs := &pb.HostStatus{
 			Host:               hostToProto(h.Host),
 			FirstSeen:          ts(h.FirstReceived),
 			LastSeen:           ts(h.StoredUpTo),
@@ -236,7 +237,11 @@ func (q *queryService) ListHosts(ctx context.Context, req *pb.ListHostsRequest) 
 			OpenLogonSessions:  uint32(h.OpenLogonSessions),
 			OpenServerSessions: uint32(h.OpenServerSessions),
 			AgentKeyReuseAt:    ts(h.AgentKeyReuseAt),
-		})
+		}
+		if !h.ClockSkewAt.IsZero() {
+			hs.ClockSkew, hs.ClockSkewMeasuredAt = durationpb.New(h.ClockSkew), ts(h.ClockSkewAt)
+		}
+		out.Hosts = append(out.Hosts, hs)
 	}
 	return out, nil
 }

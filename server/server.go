@@ -59,6 +59,7 @@ type Server struct {
 	enrollBySrc *rateLimiter
 	enrollAll   *rateLimiter
 	renewLimit  *rateLimiter
+	skews       skewCache // the clock skews recorded per agent (clockskew.go)
 
 	stop     chan struct{}
 	stopOnce sync.Once

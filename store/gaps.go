@@ -16,10 +16,13 @@ import (
 // stretches of time over which a host's stored history is known to be
 // incomplete, recorded as facts in coverage_gap (migration 007).
 //
-// The one source today is an agent that lost reports before it delivered
-// them (Report.LostBefore: its spool found them damaged). The reports after
-// the loss are applied although their base is missing: their upserted
-// sessions and ended keys are facts. What the lost reports held is not
+// The sources: an agent that lost reports before it delivered them
+// (Report.LostBefore: its spool found them damaged, dropped them on
+// overflow, or could not write them), an agent whose spool was replaced (a
+// new incarnation: the reports the old spool still held are lost, how many
+// is not known), and a batch the store set aside (quarantine.go). The
+// reports after the loss are applied although their base is missing: their
+// upserted sessions and ended keys are facts. What the lost reports held is not
 // known: sessions that started and ended within the gap are missing, and
 // sessions open before it may have ended within it. So, until the next
 // complete Snapshot, the host's state is "unsettled": no report may claim
@@ -42,6 +45,18 @@ const (
 	GapSpoolDamage GapReason = "spool_damage"
 	// GapLostReports: the agent lost reports for a reason it did not name.
 	GapLostReports GapReason = "lost_reports"
+	// GapSpoolOverflow: the agent's spool dropped its oldest reports to
+	// stay within its bound (SpoolMaxMB) while the collector could not
+	// take them (LOST_REPORTS_REASON_SPOOL_OVERFLOW).
+	GapSpoolOverflow GapReason = "spool_overflow"
+	// GapSpoolWriteFailed: the agent could not write reports to its spool,
+	// a full disk say (LOST_REPORTS_REASON_SPOOL_WRITE_FAILED).
+	GapSpoolWriteFailed GapReason = "spool_write_failed"
+	// GapSpoolReplaced: the agent's spool was deleted or lost and made anew
+	// (a new incarnation, incarnation.go). The reports the old spool held
+	// beyond the store's high-water mark are lost; how many is not known,
+	// so the gap names no sequences.
+	GapSpoolReplaced GapReason = "spool_replaced"
 )
 
 var gapReasonPattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -66,14 +81,16 @@ type CoverageGap struct {
 	// while not settled.
 	SettledAt time.Time
 	// FirstSequence..LastSequence are the reports lost, both included; 0
-	// for a gap of another reason.
+	// when not known (GapSpoolReplaced: the old spool's reports after the
+	// store's high-water mark, if it held any) or for a gap of another
+	// reason.
 	FirstSequence, LastSequence uint64
 	// RecordedAt is when the store recorded the gap (its clock).
 	RecordedAt time.Time
 }
 
-// LostReports returns how many reports were lost (0 for a gap of another
-// reason).
+// LostReports returns how many reports were lost (0 when not known, or for
+// a gap of another reason).
 func (g CoverageGap) LostReports() uint64 {
 	if g.FirstSequence == 0 {
 		return 0
@@ -177,6 +194,31 @@ func (st *ingestState) gapBefore(agentID, machineGUID string, r *Report) bool {
 	return true
 }
 
+// gapAtRestart is called before the reports of a call that took a new
+// incarnation of the agent's spool (st.restart, incarnation.go) are
+// applied; the gap ends at the first of reports, the call's valid ones. The
+// old spool's reports after the store's high-water mark, if it held any,
+// are lost, and how many is not known: the host's history has a coverage
+// gap (GapSpoolReplaced, no sequences) from its last observation to that
+// report, and its state is unsettled until the next complete Snapshot, as
+// after lost reports. The new spool's first report is a Snapshot (a new
+// chain needs one), which settles the gap at once when it is complete. A
+// host with no observation before has no coverage to have a gap in.
+func (st *ingestState) gapAtRestart(agentID, machineGUID string, reports []Report) {
+	if st.restart == nil || st.lastSeen.IsZero() {
+		return
+	}
+	end := st.lastSeen
+	if len(reports) > 0 {
+		end = maxTime(end, reports[0].TakenAt)
+	}
+	st.openGap()
+	st.gaps = append(st.gaps, CoverageGap{
+		Host:    HostRef{MachineGUID: machineGUID, Hostname: st.facts.Hostname, Domain: st.facts.Domain},
+		AgentID: agentID, Reason: GapSpoolReplaced, StartTime: st.lastSeen, EndTime: end,
+	})
+}
+
 // settle is called after report r was applied; unsettled says whether the
 // state was unsettled before. A Snapshot that settled it settles every gap
 // open: those of this call, and those stored before.
@@ -207,12 +249,15 @@ func (st *ingestState) queueGaps(b *pgx.Batch, agentID string, now time.Time) {
 		return
 	}
 	reasons, starts, ends, settled := make([]string, n), make([]time.Time, n), make([]time.Time, n), make([]pgtype.Timestamptz, n)
-	firsts, lasts := make([]int64, n), make([]int64, n)
+	firsts, lasts := make([]*int64, n), make([]*int64, n) // NULL: not known
 	for i := range st.gaps {
 		g := &st.gaps[i]
 		g.RecordedAt = now
 		reasons[i], starts[i], ends[i], settled[i] = string(g.Reason), g.StartTime, g.EndTime, tsOpt(g.SettledAt)
-		firsts[i], lasts[i] = int64(g.FirstSequence), int64(g.LastSequence)
+		if g.FirstSequence != 0 {
+			f, l := int64(g.FirstSequence), int64(g.LastSequence)
+			firsts[i], lasts[i] = &f, &l
+		}
 	}
 	b.Queue(`INSERT INTO coverage_gap (host_id, agent_id, reason, start_time, end_time, settled_at,
 			first_sequence, last_sequence, recorded_at)

@@ -35,8 +35,9 @@ type Heartbeat struct {
 // effect: the host's last-seen times move to TakenAt (the session lists
 // the stored state says were incomplete keep their time) and the agent's
 // high-water mark to Sequence. Anything else (a duplicate, a resync, a late
-// heartbeat, a first report, an invalid value, a second heartbeat of the
-// same agent or host in the call) is left alone and reported false: the
+// heartbeat, a first report, an invalid value, a TakenAt so far ahead that
+// the store corrects it, a second heartbeat of the same agent or host in the
+// call) is left alone and reported false: the
 // caller passes it to Ingest, which gives the full answer. applied[i] says
 // whether hbs[i] was stored. An error means none was.
 func (s *Store) IngestHeartbeats(ctx context.Context, hbs []Heartbeat) (applied []bool, err error) {
@@ -53,9 +54,9 @@ func (s *Store) IngestHeartbeats(ctx context.Context, hbs []Heartbeat) (applied 
 		if err != nil || validKey("agentID", h.AgentID) != nil {
 			continue
 		}
-		c, _, err := cleanReport(Report{Kind: KindHeartbeat, Sequence: h.Sequence, BaseSequence: h.BaseSequence, TakenAt: h.TakenAt}, guid, now)
-		if err != nil {
-			continue
+		c, notes, err := cleanReport(Report{Kind: KindHeartbeat, Sequence: h.Sequence, BaseSequence: h.BaseSequence, TakenAt: h.TakenAt}, guid, now)
+		if err != nil || len(notes) > 0 {
+			continue // Ingest stores the notes (a TakenAt far ahead, corrected)
 		}
 		if _, dup := index[h.AgentID]; dup || seenGUID[guid] {
 			continue

@@ -120,15 +120,18 @@ func (st *ingestState) adoptIncarnation(incarnation, first uint64, now time.Time
 // below the high-water mark, is known not to be the report stored under its
 // number: numbered at the mark, taken at another time.
 func (st *ingestState) diverged(agentID, machineGUID string, r *Report) error {
-	if r.Sequence != st.hwm || st.appliedTakenAt.IsZero() || r.TakenAt.Equal(st.appliedTakenAt) {
+	// As the agent stamped it: a TakenAt the store corrected (a clock far
+	// ahead) is corrected anew, differently, when the report is sent again.
+	takenAt := r.stampedTakenAt()
+	if r.Sequence != st.hwm || st.appliedTakenAt.IsZero() || takenAt.Equal(st.appliedTakenAt) {
 		return nil
 	}
 	st.chainNotes = append(st.chainNotes, Note{Sequence: r.Sequence, Field: "Sequence", Change: fmt.Sprintf(
 		"report %d taken at %s is not the report %d stored (taken at %s): the agent's spool went back to an older "+
 			"copy (a restored VM snapshot?) and numbered new reports again; asked for a snapshot above %d, the reports "+
-			"it numbered at or below %d are lost", r.Sequence, r.TakenAt.Format(time.RFC3339Nano), r.Sequence,
+			"it numbered at or below %d are lost", r.Sequence, takenAt.Format(time.RFC3339Nano), r.Sequence,
 		st.appliedTakenAt.Format(time.RFC3339Nano), st.hwm, st.hwm)})
-	return &DivergedError{AgentID: agentID, MachineGUID: machineGUID, Sequence: r.Sequence, TakenAt: r.TakenAt, Stored: st.appliedTakenAt}
+	return &DivergedError{AgentID: agentID, MachineGUID: machineGUID, Sequence: r.Sequence, TakenAt: takenAt, Stored: st.appliedTakenAt}
 }
 
 // incarnationParam is the stored form of an incarnation: its 64 bits as a

@@ -80,6 +80,7 @@ func (s *Store) IngestIncarnation(ctx context.Context, agentID, machineGUID stri
 	if err := st.loadClosed(ctx, tx, clean); err != nil {
 		return res, fmt.Errorf("store: ingest host %s agent %q: %w", machineGUID, agentID, err)
 	}
+	st.gapAtRestart(agentID, machineGUID, clean) // gaps.go: a new incarnation of the spool
 	applied, resync := st.applyReports(agentID, machineGUID, clean, notes, &res)
 	res.Anomalies, res.Renamed = st.anomalies, st.renamed()
 	if err := st.flush(ctx, tx, agentID, now, append(append(res.Sanitized, st.chainNotes...), res.Anomalies...)); err != nil {
@@ -99,12 +100,14 @@ func (s *Store) IngestIncarnation(ctx context.Context, agentID, machineGUID stri
 func cleanReports(reports []Report, machineGUID string, now time.Time, res *IngestResult) ([]Report, map[uint64][]Note) {
 	clean := make([]Report, 0, len(reports))
 	notes := make(map[uint64][]Note)
+	var prev time.Time // the clean TakenAt before r: a corrected one stays after it (clockskew.go)
 	for _, r := range reports {
-		c, n, err := cleanReport(r, machineGUID, now)
+		c, n, err := cleanReportAfter(r, machineGUID, now, prev)
 		if err != nil {
 			res.Rejected = append(res.Rejected, RejectedReport{Sequence: r.Sequence, Err: err})
 			continue
 		}
+		prev = c.TakenAt
 		clean = append(clean, c)
 		if len(n) > 0 {
 			notes[c.Sequence] = append(notes[c.Sequence], n...)
@@ -137,7 +140,7 @@ func (st *ingestState) applyReports(agentID, machineGUID string, reports []Repor
 			res.Late = append(res.Late, r.Sequence)
 		}
 		st.settle(unsettled, &r)
-		st.hwm, st.appliedTakenAt = r.Sequence, r.TakenAt
+		st.hwm, st.appliedTakenAt = r.Sequence, r.stampedTakenAt()
 		if r.Kind != KindHeartbeat {
 			st.stateSeq = r.Sequence
 		}

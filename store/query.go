@@ -614,7 +614,8 @@ func (s *Store) Hosts(ctx context.Context, q HostsQuery) (Page[HostStatus], erro
 			(SELECT count(*) FROM logon_session s WHERE s.end_before = 'infinity' AND s.host_id = h.host_id),
 			(SELECT count(*) FROM server_session s WHERE s.end_before = 'infinity' AND s.host_id = h.host_id),
 			(SELECT count(*) FROM coverage_gap g WHERE g.host_id = h.host_id),
-			(SELECT min(a.key_reuse_at) FROM agent a WHERE a.host_id = h.host_id AND a.disabled_at IS NULL)
+			(SELECT min(a.key_reuse_at) FROM agent a WHERE a.host_id = h.host_id AND a.disabled_at IS NULL),
+			h.clock_skew_ms, h.clock_skew_at
 		FROM host h WHERE h.machine_guid > $1 AND `+storedUpTo+` < $2
 		ORDER BY h.machine_guid LIMIT $3`, after, staleBefore, n+1)
 	if err != nil {
@@ -622,11 +623,16 @@ func (s *Store) Hosts(ctx context.Context, q HostsQuery) (Page[HostStatus], erro
 	}
 	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (HostStatus, error) {
 		var h HostStatus
-		var lastSeen, keyReuse pgtype.Timestamptz
+		var lastSeen, keyReuse, skewAt pgtype.Timestamptz
+		var skewMS *int64
 		err := row.Scan(&h.Host.MachineGUID, &h.Host.Hostname, &h.Host.Domain, &h.Host.OSCaption, &h.Host.OSVersion,
 			&h.Host.OSBuild, &h.Host.LastBootTime, &h.Host.AgentVersion, &h.FirstReceived, &lastSeen,
-			&h.LastReceived, &h.StoredUpTo, &h.AgentID, &h.OpenLogonSessions, &h.OpenServerSessions, &h.CoverageGaps, &keyReuse)
+			&h.LastReceived, &h.StoredUpTo, &h.AgentID, &h.OpenLogonSessions, &h.OpenServerSessions, &h.CoverageGaps, &keyReuse,
+			&skewMS, &skewAt)
 		h.AgentKeyReuseAt = nullTime(keyReuse)
+		if skewMS != nil {
+			h.ClockSkew, h.ClockSkewAt = time.Duration(*skewMS)*time.Millisecond, nullTime(skewAt)
+		}
 		h.Host.LastBootTime = h.Host.LastBootTime.UTC()
 		if h.Host.LastBootTime.Equal(unknownBoot) {
 			h.Host.LastBootTime = time.Time{}

@@ -116,6 +116,13 @@ func pgTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 // repaired is repaired and noted; a report that cannot be stored meaningfully
 // is refused with a *FieldError naming the field.
 func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, error) {
+	return cleanReportAfter(r, machineGUID, now, time.Time{})
+}
+
+// cleanReportAfter is cleanReport for a report that follows, in its batch,
+// one whose clean TakenAt is prev (zero: none), which a TakenAt the store
+// corrects must stay after (aheadTakenAt).
+func cleanReportAfter(r Report, machineGUID string, now, prev time.Time) (Report, []Note, error) {
 	z := &sanitizer{seq: r.Sequence}
 	fail := func(field, format string, args ...any) (Report, []Note, error) {
 		return Report{}, nil, &FieldError{Sequence: r.Sequence, Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -138,15 +145,11 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 	default:
 		return fail("Kind", "unknown report kind %d", r.Kind)
 	}
-	latest := now.Add(MaxClockSkew)
 	switch {
 	case r.TakenAt.IsZero():
 		return fail("TakenAt", "missing")
 	case r.TakenAt.Before(Earliest):
 		return fail("TakenAt", "%s is before %s", r.TakenAt.UTC().Format(time.RFC3339), Earliest.Format(time.RFC3339))
-	case r.TakenAt.After(latest):
-		return fail("TakenAt", "%s is more than %s after the collector's clock (%s)",
-			r.TakenAt.UTC().Format(time.RFC3339), MaxClockSkew, now.UTC().Format(time.RFC3339))
 	}
 	if err := checkLostBefore(&r); err != nil {
 		return Report{}, nil, err
@@ -157,6 +160,16 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		TakenAt:      pgTime(r.TakenAt),
 		BaseSequence: r.BaseSequence,
 		LostBefore:   r.LostBefore,
+	}
+	// own is the report's time by the host's clock, the clock of its other
+	// times (boot, starts): their sanity bounds are relative to it. obs is
+	// the time the store keeps, corrected when the host's clock was too far
+	// ahead (clockskew.go): a future TakenAt would freeze last_seen, which
+	// never moves back.
+	own := out.TakenAt
+	if r.TakenAt.After(now.Add(MaxClockSkew)) {
+		out.TakenAt, out.stamped = aheadTakenAt(own, r.ClockSkew, now, prev), own
+		z.note("TakenAt", "%s", aheadNote(own, out.TakenAt, r.ClockSkew, now))
 	}
 	obs := out.TakenAt
 	if r.Kind == KindHeartbeat {
@@ -176,7 +189,7 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		h.OSVersion = z.str("Host.OSVersion", h.OSVersion)
 		h.OSBuild = z.str("Host.OSBuild", h.OSBuild)
 		h.AgentVersion = z.str("Host.AgentVersion", h.AgentVersion)
-		h.LastBootTime = z.optTime("Host.LastBootTime", h.LastBootTime, obs.Add(BootJitter))
+		h.LastBootTime = z.optTime("Host.LastBootTime", h.LastBootTime, own.Add(BootJitter))
 		out.Host = &h
 	}
 	seen := make(map[string]bool, len(r.LogonSessions))
@@ -204,8 +217,8 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 			Description:           z.str("Description", ls.Description),
 			Name:                  z.str("Name", ls.Name),
 			Status:                z.str("Status", ls.Status),
-			StartTime:             z.optTime("StartTime", ls.StartTime, obs.Add(MaxClockSkew)),
-			InstallDate:           z.optTime("InstallDate", ls.InstallDate, obs.Add(MaxClockSkew)),
+			StartTime:             z.optTime("StartTime", ls.StartTime, own.Add(MaxClockSkew)),
+			InstallDate:           z.optTime("InstallDate", ls.InstallDate, own.Add(MaxClockSkew)),
 		}
 		if c.StartTime.After(obs) {
 			z.note("StartTime", "%s is after the observation: set to the observation time %s",
@@ -238,7 +251,7 @@ func cleanReport(r Report, machineGUID string, now time.Time) (Report, []Note, e
 		c.Description = z.str("Description", ss.Description)
 		c.Name = z.str("Name", ss.Name)
 		c.Status = z.str("Status", ss.Status)
-		c.InstallDate = z.optTime("InstallDate", ss.InstallDate, obs.Add(MaxClockSkew))
+		c.InstallDate = z.optTime("InstallDate", ss.InstallDate, own.Add(MaxClockSkew))
 		if ss.ActiveTime != nil && obs.Add(-time.Duration(*ss.ActiveTime)*time.Second).Before(Earliest) {
 			z.note("ActiveTime", "%d s puts the start before %s: treated as absent", *ss.ActiveTime, Earliest.Format(time.RFC3339))
 			c.ActiveTime = nil

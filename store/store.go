@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionaudit/sessionaudit/proto/limits"
 )
 
 // Tunables of the interval rules. docs/design/0002-storage.md explains each.
@@ -17,8 +19,8 @@ const (
 	// session. Beyond it, the session reconnected.
 	ServerStartJitter = 5 * time.Second
 	// BootJitter is how far two LastBootTime values may differ and still be
-	// the same boot.
-	BootJitter = 5 * time.Second
+	// the same boot: limits.BootJitter, which the agent uses too.
+	BootJitter = limits.BootJitter
 	// MaxClockSkew is how far in the future (by the collector's clock) an
 	// TakenAt may lie before the report is rejected.
 	MaxClockSkew = time.Hour

@@ -160,11 +160,33 @@ type Report struct {
 	// CollectionErrors lists the classes that failed for this report.
 	CollectionErrors []CollectionError
 	// LostBefore, when set, says that the agent lost reports it had
-	// numbered just before this one (its spool found them damaged). A
+	// numbered just before this one (its spool found them damaged,
+	// dropped them on overflow, or could not write them). A
 	// Delta or Heartbeat carrying it is applied even when its base is not
 	// the agent's stored state, and the hole is recorded as a CoverageGap
 	// (gaps.go; docs/design/0002-storage.md, "Coverage gaps").
 	LostBefore *LostReports
+	// ClockSkew is the host's clock skew measured on the batch that carried
+	// the report: Batch.sent_at minus the collector's clock on receipt
+	// (positive: the host's clock is ahead); zero when not measured. It
+	// serves only to correct a TakenAt more than MaxClockSkew ahead of the
+	// store's clock (docs/design/0002-storage.md, "Clocks ahead of the
+	// collector").
+	ClockSkew time.Duration
+
+	// stamped is, in a clean report whose TakenAt the store corrected, the
+	// TakenAt the agent stamped; zero otherwise (stampedTakenAt).
+	stamped time.Time
+}
+
+// stampedTakenAt is the TakenAt the agent stamped on the report, before the
+// store corrected it (a clock far ahead): what identifies the report when
+// the agent sends it again (the chain's fingerprint, incarnation.go).
+func (r *Report) stampedTakenAt() time.Time {
+	if !r.stamped.IsZero() {
+		return r.stamped
+	}
+	return r.TakenAt
 }
 
 // LostReports names the reports FirstSequence..LastSequence (both
@@ -299,4 +321,10 @@ type HostStatus struct {
 	// successor was used, the agent's key is in use twice
 	// (docs/design/0003-security.md C6). Zero when none is flagged.
 	AgentKeyReuseAt time.Time
+	// ClockSkew is the host's clock skew as last recorded
+	// (RecordClockSkew): positive when its clock is ahead of the
+	// collector's. ClockSkewAt is when it was measured (the collector's
+	// clock); zero, with ClockSkew, when never.
+	ClockSkew   time.Duration
+	ClockSkewAt time.Time
 }

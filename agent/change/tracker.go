@@ -12,6 +12,7 @@ import (
 
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	"github.com/sessionaudit/sessionaudit/agent/source"
+	"github.com/sessionaudit/sessionaudit/proto/limits"
 	sessionauditv1 "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 )
 
@@ -49,6 +50,10 @@ type Options struct {
 // What counts as a change:
 //   - Host: any field differs (facts of a class whose query failed are
 //     carried over from the previous report, so a failure is not a change).
+//     The last boot time is the first value seen for the boot: a later one
+//     within limits.BootJitter of it is reported as that first value, so
+//     that a clock adjustment or a virtual machine's wobble of
+//     LastBootUpTime is neither a change nor a reboot.
 //   - Logon session: new LogonId, or any property differs (proto equality).
 //     A session's account cannot change during its life, so a session that
 //     comes without an account (Win32_LoggedOnUser failed, or the link
@@ -136,9 +141,9 @@ func (t *Tracker) RequestResync() { t.resync = true }
 //
 // The report is a full Snapshot when it is the first; after RequestResync;
 // when ResyncInterval has passed since the last Snapshot by the Clock (or
-// the clock went back before it); when the host's last boot time or machine
-// GUID changed (logon IDs are reused across boots, so a delta could not say
-// which "999" ended); or when a session class that was incomplete in the
+// the clock went back before it); when the host's last boot time moved by
+// more than limits.BootJitter (5 s) or its machine GUID changed (logon IDs
+// are reused across boots, so a delta could not say which "999" ended); or when a session class that was incomplete in the
 // last Snapshot is complete again. Otherwise it is a Delta if anything
 // changed (see Tracker), else a Heartbeat.
 //
@@ -206,7 +211,11 @@ func (t *Tracker) normalize(snap *sessionauditv1.Snapshot) *sessionauditv1.Snaps
 	if incomplete[source.ClassOperatingSystem] {
 		h.OsCaption, h.OsVersion, h.OsBuild = prev.GetOsCaption(), prev.GetOsVersion(), prev.GetOsBuild()
 	}
-	if h.LastBootTime == nil && prev.LastBootTime != nil {
+	if prev.LastBootTime != nil && (h.LastBootTime == nil || sameBoot(prev.LastBootTime, h.LastBootTime)) {
+		// Unreadable, or the same boot moved by a clock adjustment or a
+		// virtual machine's wobble: the first value seen stays, so that
+		// the report is no change and the collector keys the boot's
+		// sessions by one value.
 		h.LastBootTime = proto.Clone(prev.LastBootTime).(*timestamppb.Timestamp)
 	}
 	if incomplete[source.ClassComputerSystem] {
@@ -226,7 +235,8 @@ func (t *Tracker) normalize(snap *sessionauditv1.Snapshot) *sessionauditv1.Snaps
 }
 
 // bootChanged reports whether cur is of another boot, or another machine,
-// than the state.
+// than the state: a last boot time more than limits.BootJitter from the
+// state's.
 func (t *Tracker) bootChanged(cur *sessionauditv1.Snapshot) bool {
 	prev := t.state.Host
 	if prev == nil {
@@ -236,7 +246,15 @@ func (t *Tracker) bootChanged(cur *sessionauditv1.Snapshot) bool {
 		return true
 	}
 	pb, cb := prev.GetLastBootTime(), cur.GetHost().GetLastBootTime()
-	return pb != nil && cb != nil && !pb.AsTime().Equal(cb.AsTime())
+	return pb != nil && cb != nil && !sameBoot(pb, cb)
+}
+
+// sameBoot reports whether two last boot times are of one boot: at most
+// limits.BootJitter apart, the collector's tolerance (Windows derives
+// LastBootUpTime from the clock, so it moves with every clock adjustment).
+func sameBoot(a, b *timestamppb.Timestamp) bool {
+	d := a.AsTime().Sub(b.AsTime())
+	return d <= limits.BootJitter && d >= -limits.BootJitter
 }
 
 func (t *Tracker) needFull(cur *sessionauditv1.Snapshot, incomplete map[string]bool) bool {

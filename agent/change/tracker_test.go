@@ -10,6 +10,7 @@ import (
 
 	"github.com/sessionaudit/sessionaudit/agent/clock"
 	"github.com/sessionaudit/sessionaudit/agent/source"
+	"github.com/sessionaudit/sessionaudit/proto/limits"
 	sessionauditv1 "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 )
 
@@ -355,6 +356,65 @@ func TestTrackerReboot(t *testing.T) {
 	s.want(r, "snapshot")
 	if got := s.collector.LogonSessions(); len(got) != 1 || got[0].GetAccount() != nil {
 		t.Fatalf("after reboot the collector holds %v (an account carried across boots?)", got)
+	}
+}
+
+// TestTrackerBootJitter: LastBootUpTime moves with clock adjustments and
+// wobbles on virtual machines; a move within limits.BootJitter is the same
+// boot, reported with the first value seen (no snapshot, no change), and a
+// move beyond it, from that first value, is a reboot.
+func TestTrackerBootJitter(t *testing.T) {
+	s := newScenario(t, Options{})
+	first := s.boot
+	ls := []*sessionauditv1.LogonSession{logon("999", 0, "WS01$")}
+	s.want(s.next(s.snap(ls, nil)), "snapshot")
+	reportedBoot := func(r *sessionauditv1.Report) time.Time {
+		t.Helper()
+		if r.GetDelta().GetHost() != nil {
+			t.Fatalf("report %d: a boot time within the jitter changed the host: %v", r.GetSequence(), prototext.Format(r))
+		}
+		return s.collector.Host.GetLastBootTime().AsTime()
+	}
+	for i, moved := range []time.Duration{time.Microsecond, -3 * time.Second, limits.BootJitter, -limits.BootJitter} {
+		s.clock.Advance(time.Minute)
+		s.boot = first.Add(moved)
+		r := s.next(s.snap(ls, nil))
+		s.want(r, "heartbeat")
+		if got := reportedBoot(r); !got.Equal(first) {
+			t.Fatalf("step %d: boot moved by %v: the collector holds %v, want the first value %v", i, moved, got, first)
+		}
+	}
+	// A change with a wobbling boot: a Delta without the host.
+	s.clock.Advance(time.Minute)
+	s.boot = first.Add(2 * time.Second)
+	r := s.next(s.snap(append(ls, logon("123456", 2, "alice")), nil))
+	s.want(r, "delta")
+	reportedBoot(r)
+
+	// Beyond the jitter from the first value: a reboot, with the new value.
+	s.clock.Advance(time.Minute)
+	s.boot = first.Add(limits.BootJitter + time.Microsecond)
+	r = s.next(s.snap(ls, nil))
+	s.want(r, "snapshot")
+	if got := r.GetSnapshot().GetHost().GetLastBootTime().AsTime(); !got.Equal(s.boot) {
+		t.Fatalf("snapshot after a reboot reports boot %v, want %v", got, s.boot)
+	}
+	second := s.boot
+	s.clock.Advance(time.Minute)
+	s.boot = second.Add(-time.Second)
+	r = s.next(s.snap(ls, nil))
+	s.want(r, "heartbeat")
+	if got := s.collector.Host.GetLastBootTime().AsTime(); !got.Equal(second) {
+		t.Fatalf("the collector holds boot %v, want %v", got, second)
+	}
+	// A resync keeps the first value too.
+	s.tracker.RequestResync()
+	s.clock.Advance(time.Minute)
+	s.boot = second.Add(time.Second)
+	r = s.next(s.snap(ls, nil))
+	s.want(r, "snapshot")
+	if got := r.GetSnapshot().GetHost().GetLastBootTime().AsTime(); !got.Equal(second) {
+		t.Fatalf("resync snapshot reports boot %v, want the first value %v", got, second)
 	}
 }
 

@@ -28,7 +28,8 @@
 // Fleet.Advance in poll steps, so that a day of history is generated in
 // seconds; the uplink (certificate validity, batch sent_at) uses the
 // system clock. The history must therefore end before the collector's now
-// (reports from the future are refused).
+// (reports more than an hour ahead of it are stored at corrected times,
+// which the ground truth would not match).
 //
 // # Ground truth
 //

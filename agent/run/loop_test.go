@@ -84,6 +84,13 @@ func TestSpoolOverflowResync(t *testing.T) {
 			break
 		}
 	}
+	// The first report kept names the reports dropped, for the collector's
+	// coverage gap.
+	if kept, err := a.spool.Peek(1, 0); err != nil || len(kept) != 1 ||
+		kept[0].GetLostBefore().GetReason() != pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW ||
+		kept[0].GetLostBefore().GetLastSequence() != kept[0].GetSequence()-1 {
+		t.Errorf("first report kept after an overflow: %v, %v; want one naming the reports dropped just before it", kept, err)
+	}
 	a.poll(ctx) // nothing changed, nothing requested
 	if last := (*reports)[len(*reports)-1]; last.GetSnapshot() == nil {
 		t.Errorf("report after an overflow is a %s; want a snapshot", last.ContentName())

@@ -1,6 +1,9 @@
 package run
 
 import (
+	"errors"
+
+	"github.com/sessionaudit/sessionaudit/agent/spool"
 	pb "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 )
 
@@ -43,7 +46,18 @@ func (a *loop) spoolReport(snap *pb.Snapshot) *pb.Report {
 			return nil
 		}
 		err = a.spool.Append(rep)
+		if kept, ok := errors.AsType[*spool.KeptError](err); ok {
+			a.log.Warn("report spooled, but the spool could not finish its bookkeeping; it tries again at the next report",
+				"sequence", rep.GetSequence(), "err", kept.Err)
+			err = nil
+		}
 		if err == nil {
+			if lb := rep.GetLostBefore(); lb.GetReason() == pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_WRITE_FAILED {
+				a.log.Warn("spool writes again: the reports it could not write are lost; this report names them "+
+					"and the collector records a coverage gap",
+					"first_sequence", lb.GetFirstSequence(), "last_sequence", lb.GetLastSequence(),
+					"lost_reports", lb.GetLastSequence()-lb.GetFirstSequence()+1, "sequence", rep.GetSequence())
+			}
 			return rep
 		}
 		// The pump may have moved the spool past the report's number
@@ -52,8 +66,19 @@ func (a *loop) spoolReport(snap *pb.Snapshot) *pb.Report {
 			continue
 		}
 		a.tracker.RequestResync()
-		a.log.Error("cannot spool the report: it is lost, the next report will be a full snapshot",
-			"sequence", rep.GetSequence(), "kind", rep.ContentName(), "err", err)
+		first, last := a.spool.Unwritten()
+		a.log.Error("cannot spool the report: it is lost; the next report spooled names it, the collector records "+
+			"a coverage gap, and the next report will be a full snapshot",
+			"sequence", rep.GetSequence(), "kind", rep.ContentName(), "unwritten_first_sequence", first,
+			"unwritten_reports", unwrittenCount(first, last), "err", err)
 		return nil
 	}
+}
+
+// unwrittenCount is the number of reports first..last (0 when first is 0).
+func unwrittenCount(first, last uint64) uint64 {
+	if first == 0 {
+		return 0
+	}
+	return last - first + 1
 }

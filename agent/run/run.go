@@ -111,8 +111,14 @@ func Run(ctx context.Context, opts Options) error {
 		"segments", st.Segments, "bytes", st.Bytes, "corrupt_bytes", st.CorruptBytes, "torn_bytes", st.TornBytes,
 		"lost_reports", st.LostReports, "needs_resync", sp.NeedsResync())
 	for _, l := range st.Lost {
-		// One line per run of lost reports: what the collector will record
-		// as a coverage gap of the host.
+		// One line per run of lost reports not yet delivered: what the
+		// collector will record as a coverage gap of the host.
+		if l.Reason == pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW {
+			log.Warn("spool full earlier: reports were dropped; the reports after them are still delivered and the collector records the gap",
+				"first_sequence", l.FirstSequence, "last_sequence", l.LastSequence, "lost_reports", l.Reports(),
+				"next_sequence", l.NextSequence)
+			continue
+		}
 		log.Warn("spool damaged: reports lost; the reports after them are still delivered and the collector records the gap",
 			"first_sequence", l.FirstSequence, "last_sequence", l.LastSequence, "lost_reports", l.Reports(),
 			"next_sequence", l.NextSequence, "damaged_bytes", l.Bytes, "segments", l.Segments)
@@ -131,7 +137,8 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	a := &loop{opts: opts, log: log, spool: sp, tracker: tracker, settings: settings,
-		notify: make(chan struct{}, 1), uplinkCfg: make(chan uplinkConfig, 1), wake: make(chan struct{}, 1)}
+		notify: make(chan struct{}, 1), uplinkCfg: make(chan uplinkConfig, 1), wake: make(chan struct{}, 1),
+		dropped: st.DroppedReports, droppedBytes: st.DroppedBytes}
 
 	// The Watcher.
 	ticks := opts.ReloadTicks
@@ -185,6 +192,10 @@ type loop struct {
 	uplinkCfg chan uplinkConfig
 	// snapshotFailures counts consecutive failed snapshots.
 	snapshotFailures int
+	// dropped and droppedBytes are the spool's drops on overflow over its
+	// life (Stats.DroppedReports, DroppedBytes) already logged.
+	dropped      uint64
+	droppedBytes int64
 }
 
 // pollLoop polls every PollInterval and applies settings changes, until
@@ -249,11 +260,22 @@ func (a *loop) poll(ctx context.Context) {
 	if rep == nil {
 		return
 	}
-	if a.spool.NeedsResync() {
+	if st := a.spool.Stats(); st.DroppedReports > a.dropped {
 		// The spool dropped reports to stay in its bound.
-		dropped, bytes := a.spool.Dropped()
-		a.log.Warn("spool full: the oldest reports were dropped; the next report will be a full snapshot",
-			"dropped_reports", dropped, "dropped_bytes", bytes, "spool_max_mb", a.settings.SpoolMaxBytes>>20)
+		args := []any{"dropped_reports", st.DroppedReports - a.dropped, "dropped_bytes", st.DroppedBytes - a.droppedBytes,
+			"spool_max_mb", a.settings.SpoolMaxBytes >> 20}
+		for _, l := range st.Lost {
+			if l.Reason == pb.LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW {
+				// The run the first report kept carries to the collector.
+				args = append(args, "first_sequence", l.FirstSequence, "last_sequence", l.LastSequence, "next_sequence", l.NextSequence)
+			}
+		}
+		a.log.Warn("spool full: the oldest reports were dropped; the first report kept names them and the collector "+
+			"records a coverage gap", args...)
+		a.dropped, a.droppedBytes = st.DroppedReports, st.DroppedBytes
+	}
+	if a.spool.NeedsResync() {
+		// Reports the collector needs were dropped: a full Snapshot next.
 		a.tracker.RequestResync()
 	}
 	select {

@@ -24,9 +24,11 @@
 // Append writes one record with one write at the end of the newest segment
 // and flushes the file (fsync, FlushFileBuffers on Windows) before it
 // returns. A segment is closed when it reaches Options.SegmentBytes
-// (default 4 MiB) and the next record starts a new one; creating and
-// removing segments also flushes the directory (not possible, and not
-// needed, on Windows, where NTFS journals its metadata).
+// (default 4 MiB) and the next record starts a new one, and when every
+// report in it is acknowledged (Ack replaces it by an empty segment named
+// after the next sequence, so that no acknowledged report stays on disk);
+// creating and removing segments also flushes the directory (not possible,
+// and not needed, on Windows, where NTFS journals its metadata).
 //
 // The state file "state" (56 bytes with its own CRC-32C) holds the sequence
 // up to which the collector acknowledged, the count of reports dropped and
@@ -69,14 +71,37 @@
 //     the hole as a coverage gap of the host. The file "lost" remembers the
 //     runs until the collector acknowledged their carrier, so that a
 //     restart does not forget one whose damaged segment Open deleted.
+//     Reports dropped on overflow are a Loss too (below).
+//   - A report Append cannot write (a full disk, a write error) is lost
+//     before it reaches the disk: Append counts it (Stats.UnwrittenReports)
+//     and the next report it writes names it, in its own record
+//     (Report.lost_before, reason SPOOL_WRITE_FAILED), so that the carrier
+//     and the loss reach the disk together. A failed write is cut off the
+//     segment; if that fails too, the next record starts a new segment. A
+//     report written whose later bookkeeping fails (the state, the bound) is
+//     kept: Append says so with a *KeptError.
 //   - The state file is either the old or the new version after a crash. If
 //     it is damaged anyway, the spool starts from "nothing acknowledged" and
 //     asks for a resync: every report on disk is sent again, which the
 //     collector tolerates (it stores each sequence once).
-//   - The state is written before segments are deleted, both on
-//     acknowledgement and on overflow, so a crash between the two steps at
-//     worst leaves a segment that is deleted again at the next Open (and,
-//     on overflow, counted as dropped twice).
+//   - On overflow the loss and the state are written before the segments
+//     are deleted, so a crash between the two steps at worst leaves a
+//     segment that is deleted again at the next Open (counted as dropped
+//     twice, and its reports, delivered, named as lost although the
+//     collector has them: it records no gap for those).
+//   - On acknowledgement the segments are deleted before the state is
+//     written: on a full disk the state cannot be written until space is
+//     freed, and deleting acknowledged reports is safe in either order,
+//     since the collector holds them. After a crash in between, Open finds
+//     the older acknowledgement and sends again what is left (duplicates,
+//     stored once). The newest segment is never deleted without an
+//     empty one named after the next sequence taking its place first, and
+//     Open takes the sequence before an empty newest segment's name as
+//     numbered, so the numbering never goes back below what the collector
+//     holds, whether or not the acknowledgement reached the state file. When
+//     the state cannot be written even then, the acknowledgement holds in
+//     memory (Peek does not return those reports again) and the next write
+//     of the state records it; Ack returns the error.
 //
 // A false record, bytes inside a damaged region that happen to look like a
 // valid record, would need two 32-bit checksums to match by chance, and a
@@ -90,9 +115,12 @@
 // 256 MiB), the oldest segments are deleted, acknowledged or not, until the
 // spool fits; the newest segment is always kept, so the files take at most
 // MaxBytes plus one segment. The unacknowledged reports deleted are counted
-// (Dropped, Stats) and NeedsResync turns true until the next Snapshot is
-// appended: the agent then calls its tracker's RequestResync, and sends the
-// count as Batch.dropped_reports.
+// (Dropped, Stats) and recorded as a Loss (reason SPOOL_OVERFLOW; one run
+// however many segments go, since they go oldest first) that the first
+// report kept carries to the collector, which records a coverage gap; and
+// NeedsResync turns true until the next Snapshot is appended: the agent
+// then calls its tracker's RequestResync, and sends the count as
+// Batch.dropped_reports.
 //
 // # Use
 //

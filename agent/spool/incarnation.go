@@ -77,28 +77,10 @@ func (s *Spool) openIncarnation() error {
 	return writeIncarnation(s.dir, s.incarnation)
 }
 
-// writeIncarnation writes the file of the incarnation in dir atomically, as
-// writeState writes the state.
+// writeIncarnation writes the file of the incarnation in dir atomically
+// (writeFileAtomic).
 func writeIncarnation(dir string, id uint64) error {
-	tmp := filepath.Join(dir, incarnationTemp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: write %s: %w", incarnationName, err)
-	}
-	_, err = f.Write(marshalIncarnation(id))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("spool: write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, incarnationName)); err != nil {
-		return fmt.Errorf("spool: write %s: %w", incarnationName, err)
-	}
-	return syncDir(dir)
+	return writeFileAtomic(dir, incarnationName, incarnationTemp, marshalIncarnation(id))
 }
 
 // Incarnation returns the spool's incarnation, for Batch.incarnation.
@@ -143,7 +125,7 @@ func (s *Spool) Rebase(floor uint64) (dropped uint64, err error) {
 		if seg.last <= s.st.acked {
 			continue
 		}
-		sn, sb, err := s.countUnacked(seg)
+		sn, sb, _, err := s.countUnacked(seg)
 		if err != nil {
 			return 0, err
 		}
@@ -158,6 +140,6 @@ func (s *Spool) Rebase(floor uint64) (dropped uint64, err error) {
 	if err := writeState(s.dir, st); err != nil {
 		return 0, err
 	}
-	s.st = st
+	s.st, s.stateDirty = st, false
 	return n, s.removeAcked()
 }

@@ -16,16 +16,22 @@ import (
 	sessionauditv1 "github.com/sessionaudit/sessionaudit/proto/sessionaudit/v1"
 )
 
-// Loss is a run of consecutive reports that the spool held and lost to
-// damage on disk before the collector acknowledged them: bytes that are no
-// longer a valid record (a bad sector, flipped bytes, a zeroed or cut
-// segment file other than the newest), or a segment file missing between
-// two others.
+// Loss is a run of consecutive reports that the spool held and lost before
+// the collector acknowledged them, for one of two reasons (Reason):
+//
+//   - damage on disk (LOST_REPORTS_REASON_SPOOL_DAMAGE), found by Open:
+//     bytes that are no longer a valid record (a bad sector, flipped bytes,
+//     a zeroed or cut segment file other than the newest), or a segment file
+//     missing between two others;
+//   - overflow (LOST_REPORTS_REASON_SPOOL_OVERFLOW): the oldest segments
+//     deleted, unacknowledged, to stay within Options.MaxBytes.
 //
 // The reports after a loss are intact and are delivered as usual; the first
 // of them carries the loss to the collector (Report.lost_before), which
 // applies them although their base is missing and records the hole as a
-// coverage gap of the host (docs/agent.md, "Spool damage").
+// coverage gap of the host (docs/agent.md, "Spool damage" and "Reports
+// lost: what each loss costs"). Reports the spool could not write at all
+// are not a Loss: the next report written carries them itself (Append).
 type Loss struct {
 	// FirstSequence..LastSequence are the sequences lost, both included.
 	FirstSequence, LastSequence uint64
@@ -33,10 +39,23 @@ type Loss struct {
 	// carries the loss to the collector.
 	NextSequence uint64
 	// Bytes counts the damaged bytes between the intact reports around the
-	// loss (0 when a segment file was missing); Segments names the files
-	// they were in. Both are known only for losses found by this Open.
+	// loss (0 when a segment file was missing), or the bytes of the reports
+	// dropped on overflow; Segments names the files they were in. Both are
+	// known only for losses found by this Open or by this process.
 	Bytes    int64
 	Segments []string
+	// Reason is why they were lost: LOST_REPORTS_REASON_SPOOL_DAMAGE (also
+	// when unspecified: the "lost" file of an older agent) or
+	// LOST_REPORTS_REASON_SPOOL_OVERFLOW.
+	Reason sessionauditv1.LostReportsReason
+}
+
+// reason returns l's reason as the protocol spells it.
+func (l Loss) reason() sessionauditv1.LostReportsReason {
+	if l.Reason == sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_UNSPECIFIED {
+		return sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE
+	}
+	return l.Reason
 }
 
 // Reports is the number of reports lost.
@@ -50,38 +69,56 @@ const (
 	lostTemp = "lost.tmp"
 )
 
-var lostMagic = [8]byte{'S', 'A', 'S', 'P', 'L', 'S', '0', '1'}
+// The file "lost" (little-endian): magic "SASPLS02", a uint32 count n, n
+// entries of three uint64 (first, last and next sequence) and a uint32 (the
+// reason, a LostReportsReason), and the CRC-32C of everything before it.
+// Version 01, written before overflow losses were remembered, has entries
+// of the three uint64 only, all damage; it is still read.
+var (
+	lostMagicV1 = [8]byte{'S', 'A', 'S', 'P', 'L', 'S', '0', '1'}
+	lostMagic   = [8]byte{'S', 'A', 'S', 'P', 'L', 'S', '0', '2'}
+)
 
-// The file "lost" (little-endian): magic "SASPLS01", a uint32 count n, n
-// entries of three uint64 (first, last and next sequence), and the CRC-32C
-// of everything before it.
 func marshalLosses(ls []Loss) []byte {
-	b := make([]byte, 0, 16+24*len(ls))
+	b := make([]byte, 0, 16+28*len(ls))
 	b = append(b, lostMagic[:]...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(ls)))
 	for _, l := range ls {
 		b = binary.LittleEndian.AppendUint64(b, l.FirstSequence)
 		b = binary.LittleEndian.AppendUint64(b, l.LastSequence)
 		b = binary.LittleEndian.AppendUint64(b, l.NextSequence)
+		b = binary.LittleEndian.AppendUint32(b, uint32(l.reason()))
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
 func unmarshalLosses(b []byte) ([]Loss, bool) {
-	if len(b) < 16 || !bytes.Equal(b[:8], lostMagic[:]) ||
-		binary.LittleEndian.Uint32(b[len(b)-4:]) != crc32.Checksum(b[:len(b)-4], castagnoli) {
+	if len(b) < 16 || binary.LittleEndian.Uint32(b[len(b)-4:]) != crc32.Checksum(b[:len(b)-4], castagnoli) {
+		return nil, false
+	}
+	entry := 0
+	switch {
+	case bytes.Equal(b[:8], lostMagic[:]):
+		entry = 28
+	case bytes.Equal(b[:8], lostMagicV1[:]):
+		entry = 24
+	default:
 		return nil, false
 	}
 	n := int(binary.LittleEndian.Uint32(b[8:12]))
-	if len(b) != 16+24*n {
+	if len(b) != 16+entry*n {
 		return nil, false
 	}
 	ls := make([]Loss, 0, n)
-	for p := 12; p < len(b)-4; p += 24 {
+	for p := 12; p < len(b)-4; p += entry {
 		l := Loss{
 			FirstSequence: binary.LittleEndian.Uint64(b[p:]),
 			LastSequence:  binary.LittleEndian.Uint64(b[p+8:]),
 			NextSequence:  binary.LittleEndian.Uint64(b[p+16:]),
+			Reason:        sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE,
+		}
+		if entry == 28 {
+			l.Reason = sessionauditv1.LostReportsReason(binary.LittleEndian.Uint32(b[p+24:]))
 		}
 		if l.FirstSequence == 0 || l.LastSequence < l.FirstSequence || l.NextSequence <= l.LastSequence {
 			return nil, false
@@ -116,31 +153,14 @@ func writeLosses(dir string, ls []Loss) error {
 		}
 		return syncDir(dir)
 	}
-	tmp := filepath.Join(dir, lostTemp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: write %s: %w", lostName, err)
-	}
-	_, err = f.Write(marshalLosses(ls))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("spool: write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("spool: write %s: %w", lostName, err)
-	}
-	return syncDir(dir)
+	return writeFileAtomic(dir, lostName, lostTemp, marshalLosses(ls))
 }
 
 // mergeLosses adds the losses found to those remembered: one per
-// NextSequence (a loss found again keeps what this Open learnt of it, and
-// the wider range), none at or below acked, in NextSequence order. changed
-// says whether the result differs from remembered.
+// NextSequence (a loss found again keeps what this Open learnt of it, the
+// wider range and the reason remembered), none at or below acked, in
+// NextSequence order. changed says whether the result differs from
+// remembered.
 func mergeLosses(remembered, found []Loss, acked uint64) (out []Loss, changed bool) {
 	byNext := make(map[uint64]Loss, len(remembered)+len(found))
 	for _, l := range remembered {
@@ -149,6 +169,7 @@ func mergeLosses(remembered, found []Loss, acked uint64) (out []Loss, changed bo
 	for _, l := range found {
 		if old, ok := byNext[l.NextSequence]; ok {
 			l.FirstSequence = min(l.FirstSequence, old.FirstSequence)
+			l.Reason = old.reason()
 		}
 		byNext[l.NextSequence] = l
 	}
@@ -169,7 +190,8 @@ func mergeLosses(remembered, found []Loss, acked uint64) (out []Loss, changed bo
 	changed = len(out) != len(remembered)
 	for i := 0; !changed && i < len(out); i++ {
 		a, b := out[i], remembered[i]
-		changed = a.FirstSequence != b.FirstSequence || a.LastSequence != b.LastSequence || a.NextSequence != b.NextSequence
+		changed = a.FirstSequence != b.FirstSequence || a.LastSequence != b.LastSequence || a.NextSequence != b.NextSequence ||
+			a.reason() != b.reason()
 	}
 	return out, changed
 }
@@ -206,11 +228,12 @@ func (d *lossDetector) damage(seg *segment, n int64) {
 // accept records r, the next record accepted (its sequence above every one
 // before). A loss lies before it when damaged bytes do, or
 // when sequences are missing between it and the record before although
-// no damage explains it (a segment file gone) and it is not a Snapshot
-// (which follows a report the agent failed to append: never spooled, not
-// lost by the spool).
+// no damage explains it (a segment file gone) and r does not explain it
+// either: a Snapshot (which follows a report the agent failed to append:
+// never spooled, not lost by the spool), or a report whose own lost_before
+// names the missing ones (reports Append could not write).
 func (d *lossDetector) accept(r record) {
-	lost := d.damaged > 0 || (d.run > 0 && r.seq > d.run+1 && !isSnapshot(r.payload))
+	lost := d.damaged > 0 || (d.run > 0 && r.seq > d.run+1 && !explainsMissing(r.payload, d.run+1))
 	if lost {
 		// Without a record before the damage, the lost reports start at
 		// the key of the segment the damage began in (no earlier report
@@ -223,17 +246,23 @@ func (d *lossDetector) accept(r record) {
 		lo = max(lo, d.acked+1)
 		if lo < r.seq {
 			d.found = append(d.found, Loss{FirstSequence: lo, LastSequence: r.seq - 1, NextSequence: r.seq,
-				Bytes: d.damaged, Segments: d.damagedIn})
+				Bytes: d.damaged, Segments: d.damagedIn, Reason: sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE})
 		}
 	}
 	d.damaged, d.damagedIn = 0, nil
 	d.run = r.seq
 }
 
-// isSnapshot says whether payload is a Report holding a Snapshot.
-func isSnapshot(payload []byte) bool {
+// explainsMissing says whether payload, the first record after missing
+// sequences from first on, accounts for them: a Report holding a Snapshot,
+// or one whose lost_before names them from first on.
+func explainsMissing(payload []byte, first uint64) bool {
 	var rep sessionauditv1.Report
-	return proto.Unmarshal(payload, &rep) == nil && rep.GetSnapshot() != nil
+	if proto.Unmarshal(payload, &rep) != nil {
+		return false
+	}
+	lb := rep.GetLostBefore()
+	return rep.GetSnapshot() != nil || (lb != nil && lb.GetFirstSequence() <= first)
 }
 
 // lostBefore returns the loss that report seq carries to the collector,
@@ -252,8 +281,49 @@ func (s *Spool) lostBefore(seq uint64) *sessionauditv1.LostReports {
 		return nil
 	}
 	l := s.losses[i]
-	return &sessionauditv1.LostReports{FirstSequence: l.FirstSequence, LastSequence: l.LastSequence,
-		Reason: sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE}
+	return &sessionauditv1.LostReports{FirstSequence: l.FirstSequence, LastSequence: l.LastSequence, Reason: l.reason()}
+}
+
+// mergeLost returns the loss that a report preceded by the losses a and b
+// (either may be nil) carries: one run from the first of either to the
+// last of either, with a's reason (the spool's own record of the loss, or
+// the older of two).
+func mergeLost(a, b *sessionauditv1.LostReports) *sessionauditv1.LostReports {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return &sessionauditv1.LostReports{FirstSequence: min(a.GetFirstSequence(), b.GetFirstSequence()),
+		LastSequence: max(a.GetLastSequence(), b.GetLastSequence()), Reason: a.GetReason()}
+}
+
+// addOverflowLoss records that the reports first..last, unacknowledged, are
+// dropped on overflow with the segment seg (bytes of them), and that next
+// is the first report kept after them. Losses whose carrier is among the
+// dropped reports, or is next too, are folded into it (their reports are
+// lost all the same; the widest range is kept). The losses are written to disk
+// before the segment goes, so that a crash in between forgets nothing; the
+// caller deletes the segment once this returns nil.
+func (s *Spool) addOverflowLoss(first, last, next uint64, bytes int64, seg string) error {
+	l := Loss{FirstSequence: first, LastSequence: last, NextSequence: next, Bytes: bytes, Segments: []string{seg},
+		Reason: sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW}
+	i := 0
+	for i < len(s.losses) && s.losses[i].NextSequence <= next {
+		old := s.losses[i]
+		l.FirstSequence = min(l.FirstSequence, old.FirstSequence)
+		l.LastSequence = max(l.LastSequence, old.LastSequence)
+		l.Bytes += old.Bytes
+		l.Segments = append(slices.Clone(old.Segments), l.Segments...)
+		i++
+	}
+	kept := append([]Loss{l}, s.losses[i:]...) // the others' carriers come after next
+	if err := writeLosses(s.dir, kept); err != nil {
+		return err
+	}
+	s.losses = kept
+	return nil
 }
 
 // pruneLosses forgets the losses whose carrier the collector acknowledged,

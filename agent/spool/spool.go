@@ -72,9 +72,10 @@ type Stats struct {
 	// the newest segment (a write that did not complete: a report never
 	// confirmed to the agent) and cut off.
 	TornBytes int64
-	// Lost lists the runs of reports lost to damage on disk and not yet
-	// delivered, oldest first: found by this Open, or by an earlier one
-	// and remembered (file "lost"). LostReports is their total count.
+	// Lost lists the runs of reports lost to damage on disk or dropped on
+	// overflow, and not yet delivered, oldest first: found by this Open or
+	// made by this process, or by an earlier one and remembered (file
+	// "lost"). LostReports is their total count.
 	Lost        []Loss
 	LostReports uint64
 	// StaleRecords counts valid records Open skipped because their
@@ -83,7 +84,28 @@ type Stats struct {
 	// StateDamaged is true when Open found the state file damaged and
 	// started from an empty state (every report on disk is sent again).
 	StateDamaged bool
+	// UnwrittenReports counts the reports Append could not write (a full
+	// disk, a write error) since Open: they are lost, and the next report
+	// written names them (Report.lost_before, SPOOL_WRITE_FAILED).
+	UnwrittenReports uint64
 }
+
+// KeptError is returned by Append when the report is written, and will be
+// delivered, but a step after the write failed (recording the state,
+// keeping the spool within its bound); Err says which. The step is tried
+// again at the next Append or Ack.
+type KeptError struct {
+	Sequence uint64
+	Err      error
+}
+
+// Error says that the report is kept and what failed.
+func (e *KeptError) Error() string {
+	return fmt.Sprintf("spool: report %d is written, but: %v", e.Sequence, e.Err)
+}
+
+// Unwrap returns the failure.
+func (e *KeptError) Unwrap() error { return e.Err }
 
 // segment is one segment file.
 type segment struct {
@@ -117,7 +139,14 @@ type Spool struct {
 	// Open (0: none): dropping reports older than it needs no resync.
 	lastSnapshot uint64
 	st           state
-	stats        Stats // damage found by Open
+	// stateDirty says that st holds changes the state file does not have
+	// (its write failed): the next write of the state carries them.
+	stateDirty bool
+	stats      Stats // damage found by Open
+	// unwrittenFirst..unwrittenLast are the reports Append could not write
+	// since the last report it wrote (0, 0: none): the next report written
+	// carries them (lost_before, SPOOL_WRITE_FAILED).
+	unwrittenFirst, unwrittenLast uint64
 	// incarnation is the spool's (incarnation.go); incarnationCreated
 	// says whether Open made it.
 	incarnation        uint64
@@ -234,10 +263,23 @@ func (s *Spool) load() error {
 	kept := s.segs[:0]
 	var unreadable []*segment
 	var lastEnd int64 // end of the last valid record of the newest kept segment
+	var floor uint64  // from an empty newest segment: a sequence the spool numbered
 	for i, seg := range s.segs {
 		buf, err := os.ReadFile(seg.path)
 		if err != nil {
 			return fmt.Errorf("spool: open: %w", err)
+		}
+		if i == len(s.segs)-1 && len(buf) == 0 {
+			// An empty newest segment, made to follow acknowledged ones
+			// (Ack deletes them, rotateAcked) or by an Append whose write
+			// failed: it is where the next report goes, and its name says
+			// that the spool numbered up to the sequence before it, which
+			// the state file may not say yet (Ack frees space before it
+			// records the acknowledgement).
+			floor = seg.key - 1
+			kept = append(kept, seg)
+			lastEnd = 0
+			continue
 		}
 		var end int64 // end of the last valid record so far
 		res := scan(buf, 0, func(r record) bool {
@@ -272,7 +314,7 @@ func (s *Spool) load() error {
 		lastEnd = res.end
 	}
 	s.segs = kept
-	s.last = det.run
+	s.last = max(det.run, floor)
 	// The losses are on disk before the damaged files go: a restart in
 	// between would otherwise forget a loss it can no longer see.
 	remembered, ok, err := readLosses(s.dir)
@@ -330,24 +372,23 @@ func truncateFile(path string, size int64) error {
 }
 
 // Append writes r to the spool and flushes it to disk: when Append returns
-// nil, r survives a crash or power loss. r's sequence must be above every
-// sequence the spool holds or has acknowledged (see NextSequence), and r
-// must have content.
+// nil, or a *KeptError, r survives a crash or power loss. r's sequence must
+// be above every sequence the spool holds or has acknowledged (see
+// NextSequence), and r must have content.
 //
-// When Append returns an error, r may or may not be kept; the caller asks
-// its tracker for a resync so that the next report is a Snapshot. An Append
-// that takes the spool over MaxBytes deletes the oldest segments: check
-// NeedsResync afterwards.
+// When Append returns another error, r is not kept: it is lost, counted
+// (Stats.UnwrittenReports, Unwritten), and the next report Append writes
+// carries it, with any others lost the same way since the last report
+// written (Append sets that report's lost_before, reason
+// SPOOL_WRITE_FAILED), so that the collector records the hole as a
+// coverage gap. The caller asks its tracker for a resync so that the next
+// report is a Snapshot. An Append that takes the spool over MaxBytes
+// deletes the oldest segments: check NeedsResync afterwards.
 func (s *Spool) Append(r *sessionauditv1.Report) error {
 	if r == nil || r.GetContent() == nil {
 		return errors.New("spool: append: report without content")
 	}
-	payload, err := proto.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("spool: append report %d: %w", r.GetSequence(), err)
-	}
 	seq := r.GetSequence()
-	size := int64(headerSize + len(payload))
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -357,6 +398,35 @@ func (s *Spool) Append(r *sessionauditv1.Report) error {
 	if floor := max(s.last, s.st.acked); seq <= floor {
 		return fmt.Errorf("spool: append report %d: sequence not above %d, the spool's newest", seq, floor)
 	}
+	if first, last := s.unwrittenFirst, min(s.unwrittenLast, seq-1); first != 0 && first <= last {
+		r.LostBefore = mergeLost(&sessionauditv1.LostReports{FirstSequence: first, LastSequence: last,
+			Reason: sessionauditv1.LostReportsReason_LOST_REPORTS_REASON_SPOOL_WRITE_FAILED}, r.GetLostBefore())
+	}
+	if err := s.write(r); err != nil {
+		// Lost: the next report written says so.
+		if s.unwrittenFirst == 0 || seq < s.unwrittenFirst {
+			s.unwrittenFirst = seq
+		}
+		s.unwrittenLast = max(s.unwrittenLast, seq)
+		s.stats.UnwrittenReports++
+		return err
+	}
+	s.unwrittenFirst, s.unwrittenLast = 0, 0
+	if err := s.afterWrite(r); err != nil {
+		return &KeptError{Sequence: seq, Err: err}
+	}
+	return nil
+}
+
+// write writes r at the end of the newest segment (or of a new one) and
+// flushes it: r is kept when it returns nil, not kept otherwise.
+func (s *Spool) write(r *sessionauditv1.Report) error {
+	seq := r.GetSequence()
+	payload, err := proto.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("spool: append report %d: %w", seq, err)
+	}
+	size := int64(headerSize + len(payload))
 	if len(payload) > maxPayload || size > s.opts.MaxBytes {
 		return fmt.Errorf("spool: append report %d: %d bytes, more than the spool holds", seq, size)
 	}
@@ -380,12 +450,15 @@ func (s *Spool) Append(r *sessionauditv1.Report) error {
 		err = s.active.Sync()
 	}
 	if err != nil {
-		// Take back what may have reached the file and write the next
-		// report to a new segment; if the cut fails too, Open will find
-		// a torn write.
-		_ = s.active.Truncate(seg.size)
-		_ = s.active.Close()
-		s.active = nil
+		// Take back what may have reached the file. If the cut fails too,
+		// write the next report to a new segment (Open will find a torn
+		// write, or damage, here); else the next report goes where this
+		// one failed, so that a full disk does not leave a new empty file
+		// at every attempt.
+		if terr := s.active.Truncate(seg.size); terr != nil {
+			_ = s.active.Close()
+			s.active = nil
+		}
 		return fmt.Errorf("spool: append report %d to %s at offset %d: %w", seq, seg.path, seg.size, err)
 	}
 	seg.size += size
@@ -396,25 +469,50 @@ func (s *Spool) Append(r *sessionauditv1.Report) error {
 	seg.last = seq
 	seg.count++
 	s.last = seq
-	if seg.size >= s.opts.SegmentBytes {
-		err = s.active.Close()
+	return nil
+}
+
+// afterWrite does what follows the write of r: it closes a full segment,
+// records that a Snapshot needs no resync any more, and applies the bound.
+// r is kept whatever it returns.
+func (s *Spool) afterWrite(r *sessionauditv1.Report) error {
+	var errs []error
+	if seg := s.segs[len(s.segs)-1]; seg.size >= s.opts.SegmentBytes && s.active != nil {
+		err := s.active.Close()
 		s.active = nil
 		if err != nil {
-			return fmt.Errorf("spool: close %s: %w", seg.path, err)
+			errs = append(errs, fmt.Errorf("spool: close %s: %w", seg.path, err))
 		}
 	}
 	if r.GetSnapshot() != nil {
-		s.lastSnapshot = seq
-	}
-	if r.GetSnapshot() != nil && s.st.resync {
-		st := s.st
-		st.resync = false
-		if err := writeState(s.dir, st); err != nil {
-			return err
+		s.lastSnapshot = r.GetSequence()
+		if s.st.resync {
+			// Kept in memory if the write fails: after a crash the state
+			// file still asks for a Snapshot, which costs one more.
+			s.st.resync = false
+			s.stateDirty = true
 		}
-		s.st = st
 	}
-	return s.enforceBound()
+	if s.stateDirty {
+		if err := s.saveState(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.enforceBound(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// saveState writes s.st to the state file; s.stateDirty stays true when it
+// fails.
+func (s *Spool) saveState() error {
+	if err := writeState(s.dir, s.st); err != nil {
+		s.stateDirty = true
+		return err
+	}
+	s.stateDirty = false
+	return nil
 }
 
 // startSegment closes the active segment and creates the next, named by
@@ -448,20 +546,31 @@ func (s *Spool) startSegment(seq uint64) (*segment, error) {
 }
 
 // enforceBound deletes the oldest segments while the spool is over
-// MaxBytes, counting the unacknowledged reports in them as dropped. The
-// newest segment is always kept.
+// MaxBytes, counting the unacknowledged reports in them as dropped and
+// recording them as a Loss (reason SPOOL_OVERFLOW) that the first report
+// kept after them carries to the collector. The newest segment is always
+// kept.
 func (s *Spool) enforceBound() error {
 	removed := false
 	for s.bytes > s.opts.MaxBytes && len(s.segs) > 1 {
 		seg := s.segs[0]
 		if seg.last > s.st.acked {
-			n, b, err := s.countUnacked(seg)
+			n, b, first, err := s.countUnacked(seg)
 			if err != nil {
 				return err
 			}
-			// The state is written first: after a crash between the two
-			// steps the drop is counted although the segment is still
-			// there, rather than lost.
+			// The loss and the state are written first: after a crash
+			// between them and the removal, the drop is counted and named
+			// although the segment is still there (its reports are then
+			// delivered, and the collector, which has them, records no
+			// gap), rather than lost without a trace.
+			next := s.last + 1 // the report that follows, when none is kept
+			if i := slices.IndexFunc(s.segs[1:], func(g *segment) bool { return g.count > 0 }); i >= 0 {
+				next = s.segs[1+i].first
+			}
+			if err := s.addOverflowLoss(first, seg.last, next, b, filepath.Base(seg.path)); err != nil {
+				return err
+			}
 			st := s.st
 			st.pendingReports += n
 			st.pendingBytes += b
@@ -477,7 +586,7 @@ func (s *Spool) enforceBound() error {
 			if err := writeState(s.dir, st); err != nil {
 				return err
 			}
-			s.st = st
+			s.st, s.stateDirty = st, false
 		}
 		if err := s.removeOldest("drop oldest segment"); err != nil {
 			return err
@@ -491,22 +600,25 @@ func (s *Spool) enforceBound() error {
 }
 
 // countUnacked counts the reports of seg, the oldest segment, that are not
-// acknowledged, and their bytes.
-func (s *Spool) countUnacked(seg *segment) (n uint64, b int64, err error) {
+// acknowledged, and their bytes; first is the first of them.
+func (s *Spool) countUnacked(seg *segment) (n uint64, b int64, first uint64, err error) {
 	buf, err := readSegment(seg, 0)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	last := s.st.acked
 	scan(buf, 0, func(r record) bool {
 		if r.seq > last {
+			if first == 0 {
+				first = r.seq
+			}
 			last = r.seq
 			n++
 			b += r.size
 		}
 		return true
 	})
-	return n, b, nil
+	return n, b, first, nil
 }
 
 // readSegment reads seg from offset off to the size the spool knows.
@@ -580,13 +692,13 @@ func (s *Spool) Peek(maxReports, maxBytes int) ([]*sessionauditv1.Report, error)
 				s.st.resync = true
 				return true
 			}
-			rep.LostBefore = s.lostBefore(r.seq)
+			// A loss the spool found or made, and the reports Append could
+			// not write (named in the record itself).
+			rep.LostBefore = mergeLost(s.lostBefore(r.seq), rep.GetLostBefore())
 			if n := len(out); n > 0 && rep.GetHeartbeat() != nil && out[n-1].GetHeartbeat() != nil {
-				if rep.LostBefore == nil {
-					// The loss before the Heartbeat it replaces still
-					// precedes it.
-					rep.LostBefore = out[n-1].GetLostBefore()
-				}
+				// The loss before the Heartbeat it replaces still precedes
+				// it.
+				rep.LostBefore = mergeLost(out[n-1].GetLostBefore(), rep.GetLostBefore())
 				outBytes += len(r.payload) - lastSize
 				out[n-1], lastSize = rep, len(r.payload)
 				last = r.seq
@@ -608,10 +720,25 @@ func (s *Spool) Peek(maxReports, maxBytes int) ([]*sessionauditv1.Report, error)
 
 // Ack records that the collector stored every report up to seq
 // (IngestResponse.acknowledged_sequence) and that it received
-// droppedReports, the Batch.dropped_reports of the acknowledged batch. It
-// persists both, so that acknowledged reports are not sent again after a
-// restart, and deletes the segments whose reports are all acknowledged. A
-// seq beyond the newest report counts as the newest; a seq below an
+// droppedReports, the Batch.dropped_reports of the acknowledged batch. The
+// acknowledged reports are not returned by Peek any more. Ack deletes the
+// segments whose reports are all acknowledged, the newest one included
+// (replaced by an empty segment: rotateAcked), and then persists the
+// acknowledgement, so that acknowledged reports are not sent again after a
+// restart either.
+//
+// Space is freed first: on a full disk the state file cannot be written,
+// and deleting the acknowledged segments is what makes room for it and for
+// the next reports. That order is crash-safe: the collector holds every
+// report deleted, and after a crash before the state is written, Open
+// finds the older acknowledgement and the segments left, which it sends
+// again (duplicates, stored once), while the newest segment (or the empty
+// one that replaced it) keeps the numbering from going back. When the
+// state cannot be written even then, Ack returns the error; the
+// acknowledgement holds in memory (nothing is sent again by this process)
+// and the next write of the state records it.
+//
+// A seq beyond the newest report counts as the newest; a seq below an
 // earlier acknowledgement changes nothing.
 func (s *Spool) Ack(seq uint64, droppedReports uint64) error {
 	s.mu.Lock()
@@ -627,19 +754,46 @@ func (s *Spool) Ack(seq uint64, droppedReports uint64) error {
 		st.pendingReports -= droppedReports
 	}
 	if st != s.st {
-		if err := writeState(s.dir, st); err != nil {
-			return err
-		}
-		s.st = st
+		s.st, s.stateDirty = st, true
 	}
-	if err := s.pruneLosses(); err != nil {
+	err := s.removeAcked()
+	if err == nil {
+		err = s.rotateAcked()
+	}
+	if s.stateDirty {
+		if serr := s.saveState(); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return s.pruneLosses()
+}
+
+// rotateAcked replaces the newest segment by an empty one when every report
+// in it is acknowledged: an empty segment named after the next sequence is
+// created (and the directory flushed), then the old one is deleted. The
+// new file needs no data blocks, so this frees space on a full disk, and
+// its name keeps the numbering (Open takes the sequence before an empty
+// newest segment's name as numbered) whether or not the state file could
+// record the acknowledgement.
+func (s *Spool) rotateAcked() error {
+	n := len(s.segs)
+	if n == 0 {
+		return nil
+	}
+	if seg := s.segs[n-1]; seg.size == 0 || seg.last > s.st.acked {
+		return nil
+	}
+	if _, err := s.startSegment(max(s.last, s.st.acked) + 1); err != nil {
 		return err
 	}
 	return s.removeAcked()
 }
 
 // removeAcked deletes the segments, other than the newest, whose reports
-// are all acknowledged.
+// are all acknowledged (or that hold none).
 func (s *Spool) removeAcked() error {
 	removed := false
 	for len(s.segs) > 1 && s.segs[0].last <= s.st.acked {
@@ -693,6 +847,15 @@ func (s *Spool) Dropped() (reports uint64, bytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.st.pendingReports, s.st.pendingBytes
+}
+
+// Unwritten returns the reports Append could not write since the last one
+// it wrote, first..last (0, 0 when none): the next report written carries
+// them.
+func (s *Spool) Unwritten() (first, last uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unwrittenFirst, s.unwrittenLast
 }
 
 // Stats returns the spool's figures.

@@ -89,16 +89,22 @@ func readState(dir string) (st state, ok bool, err error) {
 	return st, ok, nil
 }
 
-// writeState replaces the state file of dir atomically: it writes a
-// temporary file, flushes it, renames it over the old one and flushes the
-// directory. After a crash the file is either the old or the new state.
+// writeState replaces the state file of dir atomically (writeFileAtomic).
 func writeState(dir string, st state) error {
-	tmp := filepath.Join(dir, stateTemp)
+	return writeFileAtomic(dir, stateName, stateTemp, st.marshal())
+}
+
+// writeFileAtomic replaces the file name of dir with data atomically: it
+// writes the temporary file tmpName, flushes it, renames it over name and
+// flushes the directory. After a crash the file is either the old or the
+// new one. The spool's state, incarnation and lost files are written so.
+func writeFileAtomic(dir, name, tmpName string, data []byte) error {
+	tmp := filepath.Join(dir, tmpName)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("spool: write state: %w", err)
+		return fmt.Errorf("spool: write %s: %w", name, err)
 	}
-	_, err = f.Write(st.marshal())
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -106,10 +112,10 @@ func writeState(dir string, st state) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("spool: write state %s: %w", tmp, err)
+		return fmt.Errorf("spool: write %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, stateName)); err != nil {
-		return fmt.Errorf("spool: write state: %w", err)
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("spool: write %s: %w", name, err)
 	}
 	return syncDir(dir)
 }

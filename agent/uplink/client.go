@@ -100,6 +100,11 @@ type Ack struct {
 	// MinInterval is the least time before the next Ingest when nothing is
 	// urgent; 0 means the agent's own poll interval.
 	MinInterval time.Duration
+	// ClockSkew is IngestResponse.clock_skew, the host's clock skew the
+	// collector measured on the batch (positive: the host's clock is
+	// ahead), when ClockSkewMeasured. The Client logs it (clockskew.go).
+	ClockSkew         time.Duration
+	ClockSkewMeasured bool
 }
 
 // Client talks to the collector for one agent: it enrolls, renews, and
@@ -120,6 +125,8 @@ type Client struct {
 
 	renewBackoff *Backoff
 	nextRenew    time.Time // no renewal attempt before; under identityMu
+
+	skew skewWatch // logs the clock skew the collector measures
 }
 
 // connGen is one grpc.ClientConn and the calls running on it, so that a
@@ -551,9 +558,12 @@ func (c *Client) SendBatch(ctx context.Context, batch *pb.Batch) (Ack, error) {
 	if err != nil {
 		return Ack{}, classify("ingest", c.opts.Address, err)
 	}
+	c.skew.observe(c.log, resp.GetClockSkew(), c.opts.Clock.Now())
 	return Ack{
-		Sequence:       resp.GetAcknowledgedSequence(),
-		ResyncRequired: resp.GetResyncRequired(),
-		MinInterval:    resp.GetMinInterval().AsDuration(),
+		Sequence:          resp.GetAcknowledgedSequence(),
+		ResyncRequired:    resp.GetResyncRequired(),
+		MinInterval:       resp.GetMinInterval().AsDuration(),
+		ClockSkew:         resp.GetClockSkew().AsDuration(),
+		ClockSkewMeasured: resp.GetClockSkew() != nil,
 	}, nil
 }

@@ -213,8 +213,10 @@ func (p *Pump) Run(ctx context.Context) error {
 			continue
 		}
 		if err := p.q.Ack(upTo, dropped); err != nil {
-			// The collector has them; they will be sent again and
-			// acknowledged again (stored once).
+			// The collector has them. The spool keeps the acknowledgement
+			// in memory (they are not sent again) and records it at its
+			// next write; a restart before that sends them again, and the
+			// collector acknowledges them again (stored once).
 			p.log.Error("uplink: cannot record the acknowledgement in the spool", "agent", agent, "acknowledged", upTo, "err", err)
 		}
 		p.backoff.Reset()

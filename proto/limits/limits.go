@@ -34,4 +34,15 @@ const (
 	MaxQuerySpanDays = 400
 	// MaxQuerySpan is MaxQuerySpanDays as a duration.
 	MaxQuerySpan = MaxQuerySpanDays * 24 * time.Hour
+
+	// BootJitter is how far two values of a host's last boot time
+	// (Win32_OperatingSystem.LastBootUpTime, Host.last_boot_time) may differ
+	// and still be the same boot. Windows computes LastBootUpTime as the
+	// clock minus the uptime, so it moves when the clock is adjusted (by NTP,
+	// by a hypervisor's time sync, by hand) and wobbles by microseconds from
+	// one query to the next on virtual machines. The agent keeps reporting
+	// the first value it saw while later ones stay within BootJitter of it
+	// (no full snapshot for a wobble), and the store takes a value beyond it
+	// for a new boot (docs/design/0002-storage.md, "New boot").
+	BootJitter = 5 * time.Second
 )

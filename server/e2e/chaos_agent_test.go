@@ -205,9 +205,10 @@ func (a *chaosAgent) start() {
 		},
 	}
 	done := a.done
+	before := a.spooledCount()
 	go func() { done <- run.Run(ctx, opts) }()
 	a.alive.Store(true)
-	a.awaitPoll()
+	a.awaitPoll(before)
 }
 
 // stop stops the run loop (the uplink's call in flight is cancelled; the
@@ -233,6 +234,7 @@ func (a *chaosAgent) poll() {
 	if !a.alive.Load() {
 		return // a dead agent's host lives on unobserved
 	}
+	before := a.spooledCount() // before the tick: the poll may spool before awaitPoll looks
 	select {
 	case a.ticks <- time.Time{}:
 	case err := <-a.done:
@@ -240,15 +242,13 @@ func (a *chaosAgent) poll() {
 	case <-time.After(60 * time.Second):
 		a.sc.t.Fatalf("chaos: %s: the run loop did not take its poll within 60 s", a.name)
 	}
-	a.awaitPoll()
+	a.awaitPoll(before)
 }
 
 // awaitPoll waits until the loop is done with a poll, and records a poll
-// whose report the spool refused.
-func (a *chaosAgent) awaitPoll() {
-	a.mu.Lock()
-	before := len(a.spooled)
-	a.mu.Unlock()
+// whose report the spool refused: none spooled since before, the count of
+// reports spooled when the poll was started.
+func (a *chaosAgent) awaitPoll(before int) {
 	select {
 	case <-a.waits:
 	case err := <-a.done:

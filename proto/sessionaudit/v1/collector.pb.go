@@ -384,7 +384,17 @@ type IngestResponse struct {
 	ResyncRequired bool `protobuf:"varint,2,opt,name=resync_required,json=resyncRequired,proto3" json:"resync_required,omitempty"`
 	// How long the agent should wait before its next Ingest when it has nothing
 	// urgent; absent means "follow your poll interval". Used to spread load.
-	MinInterval   *durationpb.Duration `protobuf:"bytes,3,opt,name=min_interval,json=minInterval,proto3" json:"min_interval,omitempty"`
+	MinInterval *durationpb.Duration `protobuf:"bytes,3,opt,name=min_interval,json=minInterval,proto3" json:"min_interval,omitempty"`
+	// The host's clock skew the collector measured on this batch:
+	// Batch.sent_at minus the collector's clock when the batch arrived
+	// (network delay included, normally well under a second); positive when
+	// the host's clock is ahead, negative when it is behind. Absent when the
+	// batch had no valid sent_at. The collector records it for the host
+	// (HostStatus.clock_skew); the agent logs a warning when it is more than a
+	// minute either way. A report whose taken_at is more than an hour ahead of
+	// the collector's clock is stored with a corrected taken_at
+	// (docs/design/0002-storage.md, "Clocks ahead of the collector").
+	ClockSkew     *durationpb.Duration `protobuf:"bytes,4,opt,name=clock_skew,json=clockSkew,proto3" json:"clock_skew,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +450,13 @@ func (x *IngestResponse) GetMinInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *IngestResponse) GetClockSkew() *durationpb.Duration {
+	if x != nil {
+		return x.ClockSkew
+	}
+	return nil
+}
+
 var File_sessionaudit_v1_collector_proto protoreflect.FileDescriptor
 
 const file_sessionaudit_v1_collector_proto_rawDesc = "" +
@@ -469,11 +486,13 @@ const file_sessionaudit_v1_collector_proto_rawDesc = "" +
 	"\vrenew_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"renewAfter\"=\n" +
 	"\rIngestRequest\x12,\n" +
-	"\x05batch\x18\x01 \x01(\v2\x16.sessionaudit.v1.BatchR\x05batch\"\xac\x01\n" +
+	"\x05batch\x18\x01 \x01(\v2\x16.sessionaudit.v1.BatchR\x05batch\"\xe6\x01\n" +
 	"\x0eIngestResponse\x123\n" +
 	"\x15acknowledged_sequence\x18\x01 \x01(\x04R\x14acknowledgedSequence\x12'\n" +
 	"\x0fresync_required\x18\x02 \x01(\bR\x0eresyncRequired\x12<\n" +
-	"\fmin_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vminInterval2\xf0\x01\n" +
+	"\fmin_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vminInterval\x128\n" +
+	"\n" +
+	"clock_skew\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\tclockSkew2\xf0\x01\n" +
 	"\x10CollectorService\x12I\n" +
 	"\x06Enroll\x12\x1e.sessionaudit.v1.EnrollRequest\x1a\x1f.sessionaudit.v1.EnrollResponse\x12F\n" +
 	"\x05Renew\x12\x1d.sessionaudit.v1.RenewRequest\x1a\x1e.sessionaudit.v1.RenewResponse\x12I\n" +
@@ -512,17 +531,18 @@ var file_sessionaudit_v1_collector_proto_depIdxs = []int32{
 	7,  // 4: sessionaudit.v1.RenewResponse.renew_after:type_name -> google.protobuf.Timestamp
 	8,  // 5: sessionaudit.v1.IngestRequest.batch:type_name -> sessionaudit.v1.Batch
 	9,  // 6: sessionaudit.v1.IngestResponse.min_interval:type_name -> google.protobuf.Duration
-	0,  // 7: sessionaudit.v1.CollectorService.Enroll:input_type -> sessionaudit.v1.EnrollRequest
-	2,  // 8: sessionaudit.v1.CollectorService.Renew:input_type -> sessionaudit.v1.RenewRequest
-	4,  // 9: sessionaudit.v1.CollectorService.Ingest:input_type -> sessionaudit.v1.IngestRequest
-	1,  // 10: sessionaudit.v1.CollectorService.Enroll:output_type -> sessionaudit.v1.EnrollResponse
-	3,  // 11: sessionaudit.v1.CollectorService.Renew:output_type -> sessionaudit.v1.RenewResponse
-	5,  // 12: sessionaudit.v1.CollectorService.Ingest:output_type -> sessionaudit.v1.IngestResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 7: sessionaudit.v1.IngestResponse.clock_skew:type_name -> google.protobuf.Duration
+	0,  // 8: sessionaudit.v1.CollectorService.Enroll:input_type -> sessionaudit.v1.EnrollRequest
+	2,  // 9: sessionaudit.v1.CollectorService.Renew:input_type -> sessionaudit.v1.RenewRequest
+	4,  // 10: sessionaudit.v1.CollectorService.Ingest:input_type -> sessionaudit.v1.IngestRequest
+	1,  // 11: sessionaudit.v1.CollectorService.Enroll:output_type -> sessionaudit.v1.EnrollResponse
+	3,  // 12: sessionaudit.v1.CollectorService.Renew:output_type -> sessionaudit.v1.RenewResponse
+	5,  // 13: sessionaudit.v1.CollectorService.Ingest:output_type -> sessionaudit.v1.IngestResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_collector_proto_init() }

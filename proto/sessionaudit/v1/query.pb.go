@@ -1216,8 +1216,20 @@ type HostStatus struct {
 	// its theft may be forged. Absent when never. It stays until an admin
 	// disables the agent (and allows the machine to re-enroll).
 	AgentKeyReuseAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=agent_key_reuse_at,json=agentKeyReuseAt,proto3" json:"agent_key_reuse_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The host's clock skew as last measured: a batch's sent_at (the host's
+	// clock) minus the collector's clock when the batch arrived, network delay
+	// included; positive when the host's clock is ahead. The host's times
+	// (its sessions' starts, last_seen, its boot) are by its clock, so they
+	// are off by about as much (reports more than an hour ahead are stored
+	// with a corrected taken_at: docs/analyst-guide.md). Absent when never
+	// measured. Recorded again when it changes by a second or more, else at
+	// most every ten minutes per collector, so it may be a little older than
+	// the host's last batch.
+	ClockSkew *durationpb.Duration `protobuf:"bytes,8,opt,name=clock_skew,json=clockSkew,proto3" json:"clock_skew,omitempty"`
+	// When clock_skew was measured, by the collector's clock; absent with it.
+	ClockSkewMeasuredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=clock_skew_measured_at,json=clockSkewMeasuredAt,proto3" json:"clock_skew_measured_at,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HostStatus) Reset() {
@@ -1295,6 +1307,20 @@ func (x *HostStatus) GetOpenServerSessions() uint32 {
 func (x *HostStatus) GetAgentKeyReuseAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.AgentKeyReuseAt
+	}
+	return nil
+}
+
+func (x *HostStatus) GetClockSkew() *durationpb.Duration {
+	if x != nil {
+		return x.ClockSkew
+	}
+	return nil
+}
+
+func (x *HostStatus) GetClockSkewMeasuredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClockSkewMeasuredAt
 	}
 	return nil
 }
@@ -1450,7 +1476,7 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"staleAfter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xf1\x02\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xfc\x03\n" +
 	"\n" +
 	"HostStatus\x12)\n" +
 	"\x04host\x18\x01 \x01(\v2\x15.sessionaudit.v1.HostR\x04host\x129\n" +
@@ -1460,7 +1486,10 @@ const file_sessionaudit_v1_query_proto_rawDesc = "" +
 	"\bagent_id\x18\x04 \x01(\tR\aagentId\x12.\n" +
 	"\x13open_logon_sessions\x18\x05 \x01(\rR\x11openLogonSessions\x120\n" +
 	"\x14open_server_sessions\x18\x06 \x01(\rR\x12openServerSessions\x12G\n" +
-	"\x12agent_key_reuse_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0fagentKeyReuseAt\"n\n" +
+	"\x12agent_key_reuse_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0fagentKeyReuseAt\x128\n" +
+	"\n" +
+	"clock_skew\x18\b \x01(\v2\x19.google.protobuf.DurationR\tclockSkew\x12O\n" +
+	"\x16clock_skew_measured_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x13clockSkewMeasuredAt\"n\n" +
 	"\x11ListHostsResponse\x121\n" +
 	"\x05hosts\x18\x01 \x03(\v2\x1b.sessionaudit.v1.HostStatusR\x05hosts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xdd\x04\n" +
@@ -1545,24 +1574,26 @@ var file_sessionaudit_v1_query_proto_depIdxs = []int32{
 	17, // 31: sessionaudit.v1.HostStatus.first_seen:type_name -> google.protobuf.Timestamp
 	17, // 32: sessionaudit.v1.HostStatus.last_seen:type_name -> google.protobuf.Timestamp
 	17, // 33: sessionaudit.v1.HostStatus.agent_key_reuse_at:type_name -> google.protobuf.Timestamp
-	15, // 34: sessionaudit.v1.ListHostsResponse.hosts:type_name -> sessionaudit.v1.HostStatus
-	4,  // 35: sessionaudit.v1.QueryService.WhoWasOn:input_type -> sessionaudit.v1.WhoWasOnRequest
-	6,  // 36: sessionaudit.v1.QueryService.AccountTimeline:input_type -> sessionaudit.v1.AccountTimelineRequest
-	8,  // 37: sessionaudit.v1.QueryService.ListLogonSessions:input_type -> sessionaudit.v1.ListLogonSessionsRequest
-	10, // 38: sessionaudit.v1.QueryService.ListServerSessions:input_type -> sessionaudit.v1.ListServerSessionsRequest
-	12, // 39: sessionaudit.v1.QueryService.ListOpenSessions:input_type -> sessionaudit.v1.ListOpenSessionsRequest
-	14, // 40: sessionaudit.v1.QueryService.ListHosts:input_type -> sessionaudit.v1.ListHostsRequest
-	5,  // 41: sessionaudit.v1.QueryService.WhoWasOn:output_type -> sessionaudit.v1.WhoWasOnResponse
-	7,  // 42: sessionaudit.v1.QueryService.AccountTimeline:output_type -> sessionaudit.v1.AccountTimelineResponse
-	9,  // 43: sessionaudit.v1.QueryService.ListLogonSessions:output_type -> sessionaudit.v1.ListLogonSessionsResponse
-	11, // 44: sessionaudit.v1.QueryService.ListServerSessions:output_type -> sessionaudit.v1.ListServerSessionsResponse
-	13, // 45: sessionaudit.v1.QueryService.ListOpenSessions:output_type -> sessionaudit.v1.ListOpenSessionsResponse
-	16, // 46: sessionaudit.v1.QueryService.ListHosts:output_type -> sessionaudit.v1.ListHostsResponse
-	41, // [41:47] is the sub-list for method output_type
-	35, // [35:41] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	21, // 34: sessionaudit.v1.HostStatus.clock_skew:type_name -> google.protobuf.Duration
+	17, // 35: sessionaudit.v1.HostStatus.clock_skew_measured_at:type_name -> google.protobuf.Timestamp
+	15, // 36: sessionaudit.v1.ListHostsResponse.hosts:type_name -> sessionaudit.v1.HostStatus
+	4,  // 37: sessionaudit.v1.QueryService.WhoWasOn:input_type -> sessionaudit.v1.WhoWasOnRequest
+	6,  // 38: sessionaudit.v1.QueryService.AccountTimeline:input_type -> sessionaudit.v1.AccountTimelineRequest
+	8,  // 39: sessionaudit.v1.QueryService.ListLogonSessions:input_type -> sessionaudit.v1.ListLogonSessionsRequest
+	10, // 40: sessionaudit.v1.QueryService.ListServerSessions:input_type -> sessionaudit.v1.ListServerSessionsRequest
+	12, // 41: sessionaudit.v1.QueryService.ListOpenSessions:input_type -> sessionaudit.v1.ListOpenSessionsRequest
+	14, // 42: sessionaudit.v1.QueryService.ListHosts:input_type -> sessionaudit.v1.ListHostsRequest
+	5,  // 43: sessionaudit.v1.QueryService.WhoWasOn:output_type -> sessionaudit.v1.WhoWasOnResponse
+	7,  // 44: sessionaudit.v1.QueryService.AccountTimeline:output_type -> sessionaudit.v1.AccountTimelineResponse
+	9,  // 45: sessionaudit.v1.QueryService.ListLogonSessions:output_type -> sessionaudit.v1.ListLogonSessionsResponse
+	11, // 46: sessionaudit.v1.QueryService.ListServerSessions:output_type -> sessionaudit.v1.ListServerSessionsResponse
+	13, // 47: sessionaudit.v1.QueryService.ListOpenSessions:output_type -> sessionaudit.v1.ListOpenSessionsResponse
+	16, // 48: sessionaudit.v1.QueryService.ListHosts:output_type -> sessionaudit.v1.ListHostsResponse
+	43, // [43:49] is the sub-list for method output_type
+	37, // [37:43] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_query_proto_init() }

@@ -98,6 +98,13 @@ const (
 	// sector, flipped bytes, a zeroed or cut segment file in the middle of the
 	// spool).
 	LostReportsReason_LOST_REPORTS_REASON_SPOOL_DAMAGE LostReportsReason = 1
+	// The agent's spool dropped them, oldest first, to stay within its bound
+	// (SpoolMaxMB) while the collector could not take them; they are also
+	// counted in Batch.dropped_reports. Added 2026-12-04.
+	LostReportsReason_LOST_REPORTS_REASON_SPOOL_OVERFLOW LostReportsReason = 2
+	// The agent could not write them to its spool (a full disk, a write
+	// error): they were never stored anywhere. Added 2026-12-04.
+	LostReportsReason_LOST_REPORTS_REASON_SPOOL_WRITE_FAILED LostReportsReason = 3
 )
 
 // Enum value maps for LostReportsReason.
@@ -105,10 +112,14 @@ var (
 	LostReportsReason_name = map[int32]string{
 		0: "LOST_REPORTS_REASON_UNSPECIFIED",
 		1: "LOST_REPORTS_REASON_SPOOL_DAMAGE",
+		2: "LOST_REPORTS_REASON_SPOOL_OVERFLOW",
+		3: "LOST_REPORTS_REASON_SPOOL_WRITE_FAILED",
 	}
 	LostReportsReason_value = map[string]int32{
-		"LOST_REPORTS_REASON_UNSPECIFIED":  0,
-		"LOST_REPORTS_REASON_SPOOL_DAMAGE": 1,
+		"LOST_REPORTS_REASON_UNSPECIFIED":        0,
+		"LOST_REPORTS_REASON_SPOOL_DAMAGE":       1,
+		"LOST_REPORTS_REASON_SPOOL_OVERFLOW":     2,
+		"LOST_REPORTS_REASON_SPOOL_WRITE_FAILED": 3,
 	}
 )
 
@@ -247,8 +258,10 @@ type Snapshot struct {
 	// The host's identity and facts.
 	Host *Host `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
 	// When the snapshot was taken, in UTC, by the host's clock. The collector
-	// refuses a report taken before 1990-01-01 or more than an hour ahead of its
-	// own clock.
+	// refuses a report taken before 1990-01-01; one taken more than an hour
+	// ahead of its own clock is stored with a corrected taken_at, and noted
+	// (Batch.sent_at; docs/design/0002-storage.md, "Clocks ahead of the
+	// collector").
 	TakenAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
 	// Every instance of Win32_LogonSession, each joined with its account.
 	// Complete unless errors name Win32_LogonSession with an incomplete kind;
@@ -527,9 +540,11 @@ func (x *Heartbeat) GetTakenAt() *timestamppb.Timestamp {
 // --max-sessions-per-snapshot), at most 100 collection errors, a logon_id
 // of at most limits.MaxKeyBytes (128) bytes, no other string longer than the
 // collector's bound (server.Config.MaxStringBytes, 4096 bytes by default),
-// and a taken_at between 1990-01-01 and an hour ahead of the collector's
-// clock. A report that breaks one makes the whole batch fail with
-// INVALID_ARGUMENT, naming the report and field; nothing is truncated to fit.
+// and a taken_at not before 1990-01-01. A report that breaks one makes the
+// whole batch fail with INVALID_ARGUMENT, naming the report and field;
+// nothing is truncated to fit. (A taken_at more than an hour ahead of the
+// collector's clock is not refused: it is corrected and noted, see
+// Snapshot.taken_at.)
 //
 // What the store then keeps: at most limits.MaxStringBytes (1024) bytes of
 // any string but logon_id (ServerSession.computer_name and user_name
@@ -555,10 +570,11 @@ type Report struct {
 	//	*Report_Delta
 	//	*Report_Heartbeat
 	Content isReport_Content `protobuf_oneof:"content"`
-	// Set on the first intact report after reports the agent numbered and
-	// then lost (its spool found them damaged on disk): the reports
-	// lost_before.first_sequence..last_sequence, all below this one, will
-	// never arrive. A Delta or Heartbeat carrying it may name a base_sequence
+	// Set on the first report after reports the agent numbered and then lost
+	// (its spool found them damaged on disk, dropped them to stay within its
+	// bound, or could not write them: lost_before.reason says which): the
+	// reports lost_before.first_sequence..last_sequence, all below this one,
+	// will never arrive. A Delta or Heartbeat carrying it may name a base_sequence
 	// the collector never stored; the collector then applies it anyway (its
 	// upserted sessions and ended keys are facts) instead of asking for a
 	// resync, and records the hole as a coverage gap of the host, from its
@@ -752,15 +768,20 @@ type Batch struct {
 	// Reports in strictly increasing sequence order; at least one, and at most
 	// 1000 by default (the collector's --max-reports-per-batch). Gaps are
 	// allowed only before a Snapshot (reports the spool dropped) or before a
-	// report whose lost_before names them (reports the spool lost to damage).
+	// report whose lost_before names them (reports the spool lost to damage,
+	// dropped on overflow or could not write).
 	// The whole request is limited to 4 MiB by default (--max-message-bytes).
 	Reports []*Report `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
 	// How many reports the agent's spool dropped (oldest first, on overflow)
 	// since the last acknowledged batch; 0 when none. The collector counts them
-	// and logs them.
+	// and logs them; the coverage gap they leave is recorded from the
+	// lost_before (reason SPOOL_OVERFLOW) of the first report after them.
 	DroppedReports uint64 `protobuf:"varint,2,opt,name=dropped_reports,json=droppedReports,proto3" json:"dropped_reports,omitempty"`
-	// When the agent sent the batch, in UTC, by the host's clock: lets the
-	// collector estimate the host's clock skew.
+	// When the agent sent the batch, in UTC, by the host's clock: the
+	// collector measures the host's clock skew as sent_at minus its own clock
+	// on receipt, records it (HostStatus.clock_skew), returns it
+	// (IngestResponse.clock_skew), and corrects by it the taken_at of a report
+	// more than an hour ahead of its clock.
 	SentAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
 	// The incarnation of the agent's spool: a random number other than 0,
 	// made when the spool is created and kept in it, so that a new spool
@@ -885,10 +906,12 @@ const file_sessionaudit_v1_report_proto_rawDesc = "" +
 	"\"COLLECTION_ERROR_KIND_QUERY_FAILED\x10\x01\x12!\n" +
 	"\x1dCOLLECTION_ERROR_KIND_TIMEOUT\x10\x02\x12'\n" +
 	"#COLLECTION_ERROR_KIND_INVALID_VALUE\x10\x03\x12\"\n" +
-	"\x1eCOLLECTION_ERROR_KIND_DISABLED\x10\x04*^\n" +
+	"\x1eCOLLECTION_ERROR_KIND_DISABLED\x10\x04*\xb2\x01\n" +
 	"\x11LostReportsReason\x12#\n" +
 	"\x1fLOST_REPORTS_REASON_UNSPECIFIED\x10\x00\x12$\n" +
-	" LOST_REPORTS_REASON_SPOOL_DAMAGE\x10\x01BKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
+	" LOST_REPORTS_REASON_SPOOL_DAMAGE\x10\x01\x12&\n" +
+	"\"LOST_REPORTS_REASON_SPOOL_OVERFLOW\x10\x02\x12*\n" +
+	"&LOST_REPORTS_REASON_SPOOL_WRITE_FAILED\x10\x03BKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
 
 var (
 	file_sessionaudit_v1_report_proto_rawDescOnce sync.Once

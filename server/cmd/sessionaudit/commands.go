@@ -326,7 +326,9 @@ func (c *cli) hostsCommand() *command {
 			"with --stale, only those silent for longer than that (switched off, isolated,\n"+
 			"or their agent stopped). LAST SEEN is how far the host's stored history\n"+
 			"reaches: the newest report stored (by the host's clock); a host whose reports\n"+
-			"arrive but are not stored goes silent too. SILENT is the time since.",
+			"arrive but are not stored goes silent too. SILENT is the time since. A host\n"+
+			"whose clock was last measured more than a minute off the collector's gets a\n"+
+			"warning on stderr: its times are off by as much.",
 		`sessionaudit hosts`,
 		`sessionaudit hosts --stale 1h`,
 		`sessionaudit hosts --stale 2d --csv`)
@@ -347,7 +349,7 @@ func (c *cli) hostsCommand() *command {
 		}
 		var list []rows.Host
 		var next string
-		var flagged []*pb.HostStatus
+		var flagged, skewed []*pb.HostStatus
 		err := c.query(ctx, func(cl *client) (err error) {
 			next, err = cl.fetch(ctx, c.out.limit, func(ctx context.Context, size int32, token string) (int, string, error) {
 				req.PageSize, req.PageToken = size, token
@@ -355,6 +357,9 @@ func (c *cli) hostsCommand() *command {
 				for _, h := range resp.GetHosts() {
 					if h.GetAgentKeyReuseAt() != nil {
 						flagged = append(flagged, h)
+					}
+					if h.GetClockSkew() != nil {
+						skewed = append(skewed, h)
 					}
 					list = append(list, rows.FromHost(h))
 				}
@@ -366,6 +371,7 @@ func (c *cli) hostsCommand() *command {
 			return err
 		}
 		c.warnKeyReuse(flagged)
+		c.warnClockSkew(skewed)
 		none := "No hosts."
 		if stale != "" {
 			none = "No host silent for longer than " + stale + "."

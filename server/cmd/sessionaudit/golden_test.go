@@ -53,6 +53,8 @@ type fleet struct {
 	token string
 	addr  string
 	dir   string
+	// st is the store under the collector (its clock ends at t0).
+	st *store.Store
 }
 
 // newFleet stores the history through the store's Ingest, with the store's
@@ -164,7 +166,7 @@ func newFleet(t *testing.T) *fleet {
 	if err := os.WriteFile(caFile, identity.EncodeCertificatesPEM(ca.Certificate().Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &fleet{col: col, addr: col.Addr, token: token, dir: dir, env: map[string]string{
+	return &fleet{col: col, addr: col.Addr, token: token, dir: dir, st: st, env: map[string]string{
 		"SESSIONAUDIT_COLLECTOR": col.Addr,
 		"SESSIONAUDIT_TOKEN":     token,
 		"SESSIONAUDIT_CA_CERT":   caFile,
