@@ -54,6 +54,9 @@ func TestValidateBatchNamesReportAndField(t *testing.T) {
 		{"future", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.TakenAt = timestamppb.New(t0.Add(2 * time.Hour)) })}, ""},
 		{"other host", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.Host.MachineGuid = "00000000-0000-4000-8000-000000000001" })},
 			"report 1: snapshot.host.machine_guid: "},
+		{"parts", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.Part, s.PartsTotal = 1, 2 }), snap(2, func(s *pb.Snapshot) { s.Part, s.PartsTotal = 2, 2 })}, ""},
+		{"part beyond its total", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.Part, s.PartsTotal = 3, 2 })}, "report 1: snapshot.part: part 3 of 2"},
+		{"one part", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.Part, s.PartsTotal = 1, 1 })}, "report 1: snapshot.part: part 1 of 1"},
 		{"too many sessions", []*pb.Report{snap(1, func(s *pb.Snapshot) {
 			s.LogonSessions = []*pb.LogonSession{{LogonId: "1"}, {LogonId: "2"}}
 			s.ServerSessions = []*pb.ServerSession{{ComputerName: "x"}}

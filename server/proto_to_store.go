@@ -53,6 +53,10 @@ func ReportFromProto(r *pb.Report) (store.Report, error) {
 		out.LogonSessions = c.logonSessions("snapshot.logon_sessions", s.GetLogonSessions())
 		out.ServerSessions = c.serverSessions("snapshot.server_sessions", s.GetServerSessions())
 		out.CollectionErrors = collectionErrors(s.GetErrors())
+		out.Part, out.PartsTotal = s.GetPart(), s.GetPartsTotal()
+		if out.PartsTotal == 1 || out.Part > out.PartsTotal || (out.PartsTotal > 0 && out.Part == 0) {
+			c.failf("snapshot.part", "part %d of %d: must be 1..parts_total, with parts_total at least 2 (or both 0)", out.Part, out.PartsTotal)
+		}
 	case *pb.Report_Delta:
 		d := content.Delta
 		out.Kind = store.KindDelta
@@ -158,6 +162,7 @@ func (c *converter) logonSessions(field string, in []*pb.LogonSession) []store.L
 			Status:                s.GetStatus(),
 			StartTime:             c.optionalTime(f+".start_time", s.GetStartTime()),
 			InstallDate:           c.optionalTime(f+".install_date", s.GetInstallDate()),
+			LingeringSince:        c.optionalTime(f+".lingering_since", s.GetLingeringSince()),
 		}
 		ls.LogonType = c.logonType(f, s)
 		if a := s.GetAccount(); a != nil {

@@ -53,7 +53,7 @@ func logonIntervalToProto(l store.LogonInterval) *pb.LogonSessionInterval {
 	ls := &pb.LogonSession{
 		AuthenticationPackage: s.AuthenticationPackage, Caption: s.Caption, Description: s.Description,
 		InstallDate: ts(s.InstallDate), LogonId: s.LogonID, Name: s.Name, StartTime: ts(s.StartTime),
-		Status: s.Status,
+		Status: s.Status, LingeringSince: ts(s.LingeringSince),
 	}
 	if s.LogonType != nil {
 		v := *s.LogonType

@@ -77,6 +77,17 @@ func (s *Store) IngestIncarnation(ctx context.Context, agentID, machineGUID stri
 		first = clean[0].Sequence
 	}
 	st.adoptIncarnation(incarnation, first, now)
+	if hasLaterParts(clean) { // parts.go: a snapshot in parts
+		held, err := st.loadParts(ctx, tx, agentID)
+		if err != nil {
+			return res, fmt.Errorf("store: ingest host %s agent %q: %w", machineGUID, agentID, err)
+		}
+		if err := s.resolveMore(ctx, &st.ids, assembleParts(clean, held, st.hwm)); err != nil {
+			return res, err
+		}
+	} else {
+		assembleParts(clean, nil, st.hwm)
+	}
 	if err := st.loadClosed(ctx, tx, clean); err != nil {
 		return res, fmt.Errorf("store: ingest host %s agent %q: %w", machineGUID, agentID, err)
 	}
@@ -131,6 +142,14 @@ func (st *ingestState) applyReports(agentID, machineGUID string, reports []Repor
 			continue
 		}
 		gap := st.gapBefore(agentID, machineGUID, &r) // gaps.go: lost reports before r
+		// parts.go: a part of a snapshot before its last is held.
+		if r.held {
+			st.hwm, st.appliedTakenAt = r.Sequence, r.stampedTakenAt()
+			st.heldNow = append(st.heldNow, r)
+			applied = append(applied, r.Sequence)
+			res.Sanitized = append(res.Sanitized, notes[r.Sequence]...)
+			continue
+		}
 		if r.Kind != KindSnapshot && r.BaseSequence != st.stateSeq && !gap {
 			return applied, &ResyncError{AgentID: agentID, MachineGUID: machineGUID,
 				Sequence: r.Sequence, BaseSequence: r.BaseSequence, Stored: st.stateSeq}
@@ -141,6 +160,7 @@ func (st *ingestState) applyReports(agentID, machineGUID string, reports []Repor
 		}
 		st.settle(unsettled, &r)
 		st.hwm, st.appliedTakenAt = r.Sequence, r.stampedTakenAt()
+		st.lastUnheld = r.Sequence
 		if r.Kind != KindHeartbeat {
 			st.stateSeq = r.Sequence
 		}
@@ -201,6 +221,10 @@ type ingestState struct {
 	chainState
 	// gapState holds the coverage gaps the call records (gaps.go).
 	gapState
+	// heldNow lists the parts of snapshots the call held; lastUnheld is the
+	// last report it applied that was not one (parts.go).
+	heldNow    []Report
+	lastUnheld uint64
 }
 
 // nullTime is t as a time.Time: the zero time for NULL and the infinities.
@@ -258,15 +282,17 @@ func loadState(ctx context.Context, tx *pgx.Conn, agentID, guid string, now time
 
 // queueOpenReads queues the reads of the host's open intervals.
 func (st *ingestState) queueOpenReads(b *pgx.Batch, guid string) {
-	b.Queue(`SELECT ctid, id, boot_time, logon_id, start_time, coalesce(account_id, 0) FROM logon_session
+	b.Queue(`SELECT ctid, id, boot_time, logon_id, start_time, coalesce(account_id, 0), lingering_since FROM logon_session
 		WHERE end_before = 'infinity' AND host_id = (SELECT host_id FROM host WHERE machine_guid = $1)`, guid).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				r := &logonRow{}
-				if err := rows.Scan(&r.loc, &r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.accountID); err != nil {
+				var lingering pgtype.Timestamptz
+				if err := rows.Scan(&r.loc, &r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.accountID, &lingering); err != nil {
 					return err
 				}
 				r.boot, r.sess.StartTime = r.boot.UTC(), r.sess.StartTime.UTC()
+				r.sess.LingeringSince = nullTime(lingering)
 				st.addLogon(r)
 			}
 			return rows.Err()
@@ -305,7 +331,8 @@ func (st *ingestState) queueOpenReads(b *pgx.Batch, guid string) {
 // once the partition had statistics. TestClosedReadAndUpdatePlans checks
 // the plans.
 const (
-	closedLogonSQL = `SELECT s.ctid, s.id, s.boot_time, s.logon_id, s.start_time, s.last_seen, s.end_before, coalesce(s.account_id, 0)
+	closedLogonSQL = `SELECT s.ctid, s.id, s.boot_time, s.logon_id, s.start_time, s.last_seen, s.end_before, coalesce(s.account_id, 0),
+		s.lingering_since
 		FROM logon_session s
 		WHERE s.host_id = $1 AND s.start_time >= $2 AND s.end_before > $2 AND s.end_before < 'infinity'
 		  AND (s.logon_id IN (SELECT unnest($3::text[])) OR false)`
@@ -328,9 +355,11 @@ func (st *ingestState) loadClosed(ctx context.Context, tx *pgx.Conn, reports []R
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					r := &logonRow{}
-					if err := rows.Scan(&r.loc, &r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.lastSeen, &r.endBefore, &r.accountID); err != nil {
+					var lingering pgtype.Timestamptz
+					if err := rows.Scan(&r.loc, &r.id, &r.boot, &r.sess.LogonID, &r.sess.StartTime, &r.lastSeen, &r.endBefore, &r.accountID, &lingering); err != nil {
 						return err
 					}
+					r.sess.LingeringSince = nullTime(lingering)
 					r.boot, r.sess.StartTime, r.lastSeen, r.endBefore = r.boot.UTC(), r.sess.StartTime.UTC(), r.lastSeen.UTC(), r.endBefore.UTC()
 					r.storedEnd = r.endBefore
 					st.addLogon(r)
@@ -445,6 +474,9 @@ func (st *ingestState) flush(ctx context.Context, tx *pgx.Conn, agentID string, 
 	}
 	queueNotes(b, now, st.hostID, agentID, notes)
 	st.queueGaps(b, agentID, now)
+	if err := st.queueParts(b, agentID); err != nil {
+		return err
+	}
 	b.Queue("COMMIT")
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write sessions, host and agent, and commit: %w", err)
@@ -462,20 +494,23 @@ func queueLogonInserts(b *pgx.Batch, hostID int32, rows []*logonRow) {
 		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
 	types, accts, auths := make([]*int64, n), make([]*int32, n), make([]*int32, n)
 	ids, captions, descs, names, statuses := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	lingering := make([]pgtype.Timestamptz, n)
 	for i, r := range rows {
+		lingering[i] = tsOpt(r.sess.LingeringSince)
 		boots[i], starts[i], lasts[i], ends[i], installs[i] = r.boot, r.sess.StartTime, tsOpt(r.lastSeen), tsEnd(r.endBefore), tsOpt(r.sess.InstallDate)
 		types[i], accts[i], auths[i] = int8Opt(r.sess.LogonType), int4Opt(r.accountID), int4Opt(r.authID)
 		ids[i], captions[i], descs[i], names[i], statuses[i] = r.sess.LogonID, textOpt(r.sess.Caption), textOpt(r.sess.Description), textOpt(r.sess.Name), textOpt(r.sess.Status)
 	}
 	b.Queue(`INSERT INTO logon_session (boot_time, start_time, last_seen, end_before, install_date, logon_type,
-			host_id, account_id, auth_package_id, logon_id, caption, description, name, status)
+			host_id, account_id, auth_package_id, logon_id, caption, description, name, status, lingering_since)
 		SELECT u.boot_time, u.start_time, u.last_seen, u.end_before, u.install_date, u.logon_type,
-			$1, u.account_id, u.auth_package_id, u.logon_id, u.caption, u.description, u.name, u.status
+			$1, u.account_id, u.auth_package_id, u.logon_id, u.caption, u.description, u.name, u.status, u.lingering_since
 		FROM unnest($2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-			$7::bigint[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+			$7::bigint[], $8::int[], $9::int[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+			$15::timestamptz[])
 			AS u(boot_time, start_time, last_seen, end_before, install_date, logon_type, account_id, auth_package_id,
-			     logon_id, caption, description, name, status)`,
-		hostID, boots, starts, lasts, ends, installs, types, accts, auths, ids, captions, descs, names, statuses)
+			     logon_id, caption, description, name, status, lingering_since)`,
+		hostID, boots, starts, lasts, ends, installs, types, accts, auths, ids, captions, descs, names, statuses, lingering)
 }
 
 // queueServerInserts queues one INSERT of the new server intervals.
@@ -614,9 +649,10 @@ func queueLogonUpdates(b *pgx.Batch, hostID int32, rows []*logonRow, stored stri
 func logonUpdateSQL(stored string) string {
 	return `WITH upd AS (UPDATE logon_session s
 		SET last_seen = u.last_seen, end_before = u.end_before, boot_time = u.boot_time,
-		    account_id = nullif(u.account_id, 0)
+		    account_id = nullif(u.account_id, 0), lingering_since = u.lingering_since
 		FROM unnest($2::tid[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-		            $7::timestamptz[], $8::int[]) AS u(loc, id, stored_end, last_seen, end_before, boot_time, account_id)
+		            $7::timestamptz[], $8::int[], $10::timestamptz[])
+		     AS u(loc, id, stored_end, last_seen, end_before, boot_time, account_id, lingering_since)
 		WHERE s.end_before = ` + stored + ` AND s.end_before = u.stored_end AND s.ctid = u.loc AND s.id = u.id AND s.host_id = $1
 		RETURNING 1)
 		SELECT assert_updated($9, count(*), 'logon sessions') FROM upd`
@@ -627,12 +663,13 @@ func logonUpdateArgs(hostID int32, rows []*logonRow) []any {
 	n := len(rows)
 	locs, ids, storeds, lasts, ends, boots := make([]rowLoc, n), make([]int64, n), make([]pgtype.Timestamptz, n),
 		make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]time.Time, n)
-	accts := make([]int32, n)
+	accts, lingering := make([]int32, n), make([]pgtype.Timestamptz, n)
 	for i, r := range rows {
 		locs[i], ids[i], storeds[i], lasts[i], ends[i], boots[i], accts[i] =
 			r.loc, r.id, tsEnd(r.storedEnd), tsOpt(r.lastSeen), tsEnd(r.endBefore), r.boot, r.accountID
+		lingering[i] = tsOpt(r.sess.LingeringSince)
 	}
-	return []any{hostID, locs, ids, storeds, lasts, ends, boots, accts, n}
+	return []any{hostID, locs, ids, storeds, lasts, ends, boots, accts, n, lingering}
 }
 
 // queueServerUpdates is queueLogonUpdates for server sessions.

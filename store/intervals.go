@@ -36,7 +36,7 @@ type peerKey struct{ computer, user int32 }
 type logonRow struct {
 	id        int64 // 0 until stored
 	boot      time.Time
-	sess      LogonSession // all properties for new rows; LogonID and StartTime for stored ones
+	sess      LogonSession // all properties for new rows; LogonID, StartTime and LingeringSince for stored ones
 	accountID int32
 	authID    int32
 	// lastSeen and endBefore are zero while open.
@@ -453,6 +453,9 @@ func (h *hostIntervals) upsertLogon(ls *LogonSession, obs time.Time) *logonRow {
 		if r.accountID == 0 && acct != 0 {
 			r.accountID, r.dirty = acct, true
 		}
+		if !r.sess.LingeringSince.Equal(ls.LingeringSince) {
+			r.sess.LingeringSince, r.dirty = ls.LingeringSince, true
+		}
 		return r
 	}
 	r, ok := h.logonClosed[k]
@@ -462,6 +465,7 @@ func (h *hostIntervals) upsertLogon(ls *LogonSession, obs time.Time) *logonRow {
 		if r.accountID == 0 && acct != 0 {
 			r.accountID = acct
 		}
+		r.sess.LingeringSince = ls.LingeringSince
 		h.logonOpen[k] = r
 		return r
 	}

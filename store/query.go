@@ -247,7 +247,7 @@ func (s *Store) labelsLike(ctx context.Context, v string) ([]int32, error) {
 const logonSelect = `SELECT s.id, h.machine_guid, h.hostname, h.domain, s.boot_time, s.start_time,
 	s.last_seen, s.end_before, h.logon_seen_at, s.logon_id, s.logon_type, coalesce(l.value, ''),
 	a.domain, a.name, a.sid, coalesce(s.caption, ''), coalesce(s.description, ''), coalesce(s.name, ''),
-	coalesce(s.status, ''), s.install_date
+	coalesce(s.status, ''), s.install_date, s.lingering_since
 	FROM (%s) s JOIN host h ON h.host_id = s.host_id
 	LEFT JOIN label l ON l.label_id = s.auth_package_id
 	LEFT JOIN account a ON a.account_id = s.account_id
@@ -286,18 +286,19 @@ func (s *Store) queryLogon(ctx context.Context, inner string, args ...any) ([]Lo
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (LogonInterval, error) {
 		var li LogonInterval
-		var lastSeen, endBefore, hostSeen, install pgtype.Timestamptz
+		var lastSeen, endBefore, hostSeen, install, lingering pgtype.Timestamptz
 		var logonType *int64
 		var domain, name, sid *string
 		err := row.Scan(&li.ID, &li.Host.MachineGUID, &li.Host.Hostname, &li.Host.Domain, &li.BootTime,
 			&li.Session.StartTime, &lastSeen, &endBefore, &hostSeen, &li.Session.LogonID, &logonType,
 			&li.Session.AuthenticationPackage, &domain, &name, &sid, &li.Session.Caption,
-			&li.Session.Description, &li.Session.Name, &li.Session.Status, &install)
+			&li.Session.Description, &li.Session.Name, &li.Session.Status, &install, &lingering)
 		if err != nil {
 			return li, fmt.Errorf("store: read logon session: %w", err)
 		}
 		li.BootTime, li.Session.StartTime = li.BootTime.UTC(), li.Session.StartTime.UTC()
 		li.Session.InstallDate = nullTime(install)
+		li.Session.LingeringSince = nullTime(lingering)
 		li.Session.LogonType = optUint32(logonType)
 		if name != nil {
 			li.Session.Account = &Account{Domain: *domain, Name: *name}

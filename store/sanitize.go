@@ -160,6 +160,8 @@ func cleanReportAfter(r Report, machineGUID string, now, prev time.Time) (Report
 		TakenAt:      pgTime(r.TakenAt),
 		BaseSequence: r.BaseSequence,
 		LostBefore:   r.LostBefore,
+		Part:         r.Part,
+		PartsTotal:   r.PartsTotal,
 	}
 	// own is the report's time by the host's clock, the clock of its other
 	// times (boot, starts): their sanity bounds are relative to it. obs is
@@ -224,6 +226,12 @@ func cleanReportAfter(r Report, machineGUID string, now, prev time.Time) (Report
 			z.note("StartTime", "%s is after the observation: set to the observation time %s",
 				c.StartTime.Format(time.RFC3339Nano), obs.Format(time.RFC3339Nano))
 			c.StartTime = obs
+		}
+		c.LingeringSince = z.optTime("LingeringSince", ls.LingeringSince, own.Add(MaxClockSkew))
+		if c.LingeringSince.After(obs) {
+			z.note("LingeringSince", "%s is after the observation: set to the observation time %s",
+				c.LingeringSince.Format(time.RFC3339Nano), obs.Format(time.RFC3339Nano))
+			c.LingeringSince = obs
 		}
 		if ls.Account != nil {
 			a := Account{

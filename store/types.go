@@ -83,6 +83,13 @@ type LogonSession struct {
 	// Account is nil when no Win32_LoggedOnUser names the session: the
 	// session is stored all the same.
 	Account *Account
+	// LingeringSince is when the agent first saw the session lingering (an
+	// interactive, RDP or cached logon with no process left: a logoff whose
+	// session a leaked token keeps alive); zero while it is live or when
+	// the agent did not tell. It follows the latest report while the
+	// interval is open and is kept when the interval closes (column
+	// lingering_since, migration 010).
+	LingeringSince time.Time
 }
 
 // ServerSession is one Win32_ServerSession instance: an SMB session a remote
@@ -159,6 +166,11 @@ type Report struct {
 	EndedServerSessions []ServerSessionKey
 	// CollectionErrors lists the classes that failed for this report.
 	CollectionErrors []CollectionError
+	// Part and PartsTotal number a Full in parts (Snapshot.part): part Part
+	// of PartsTotal, the parts numbered by consecutive sequences; both 0
+	// for a Full in one report. The store keeps the parts until the last
+	// arrives and applies them together (parts.go).
+	Part, PartsTotal uint32
 	// LostBefore, when set, says that the agent lost reports it had
 	// numbered just before this one (its spool found them damaged,
 	// dropped them on overflow, or could not write them). A
@@ -174,6 +186,9 @@ type Report struct {
 	// collector").
 	ClockSkew time.Duration
 
+	// held is true, in a clean report, for a part of a snapshot other than
+	// the last of its set: acknowledged, kept, not applied (parts.go).
+	held bool
 	// stamped is, in a clean report whose TakenAt the store corrected, the
 	// TakenAt the agent stamped; zero otherwise (stampedTakenAt).
 	stamped time.Time

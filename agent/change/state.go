@@ -34,6 +34,9 @@ type State struct {
 
 	logon  map[string]*sessionauditv1.LogonSession
 	server map[source.ServerSessionKey]serverEntry
+	// partIncomplete is the incomplete classes of the first part of the
+	// snapshot in parts being applied.
+	partIncomplete map[string]bool
 }
 
 // serverEntry is a server session as last carried by a report, with the
@@ -93,15 +96,27 @@ func (s *State) Apply(r *sessionauditv1.Report) error {
 		}
 		takenAt := snap.GetTakenAt().AsTime()
 		incomplete := source.IncompleteClasses(snap.GetErrors())
+		// A snapshot in parts (Snapshot.part): the first part replaces the
+		// lists, the others add to them; the errors are in the first.
+		first := snap.GetPart() <= 1
+		if first {
+			s.partIncomplete = incomplete
+		} else {
+			incomplete = s.partIncomplete
+		}
 		s.Host = proto.Clone(snap.GetHost()).(*sessionauditv1.Host)
-		if !incomplete[source.ClassLogonSession] {
+		if !incomplete[source.ClassLogonSession] && first {
 			clear(s.logon)
+		}
+		if !incomplete[source.ClassLogonSession] {
 			for _, ls := range snap.GetLogonSessions() {
 				s.logon[ls.GetLogonId()] = proto.Clone(ls).(*sessionauditv1.LogonSession)
 			}
 		}
-		if !incomplete[source.ClassServerSession] {
+		if !incomplete[source.ClassServerSession] && first {
 			clear(s.server)
+		}
+		if !incomplete[source.ClassServerSession] {
 			for _, ss := range snap.GetServerSessions() {
 				s.server[source.KeyOfServerSession(ss)] = newServerEntry(takenAt, ss)
 			}

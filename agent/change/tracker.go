@@ -156,13 +156,22 @@ func (t *Tracker) Next(snap *sessionauditv1.Snapshot) (*sessionauditv1.Report, e
 		return nil, fmt.Errorf("change: next report: snapshot taken_at: %w", err)
 	}
 	cur := t.normalize(snap)
+	cur.Errors = CapErrors(cur.GetErrors()) // split.go: at most limits.MaxCollectionErrors
 	incomplete := source.IncompleteClasses(cur.GetErrors())
 	errs := errorKeys(cur.GetErrors())
 
 	report := &sessionauditv1.Report{Sequence: t.next}
-	if t.needFull(cur, incomplete) {
+	var d *sessionauditv1.Delta
+	full := t.needFull(cur, incomplete)
+	if !full {
+		d = t.delta(cur, incomplete)
+		// A delta too large for one report is sent as a snapshot, which
+		// NextReports splits in parts: it gives the same state.
+		full = d != nil && (deltaSessions(d) > limits.MaxPartSessions || proto.Size(d) > limits.MaxPartBytes)
+	}
+	if full {
 		report.Content = &sessionauditv1.Report_Snapshot{Snapshot: cur}
-	} else if d := t.delta(cur, incomplete); d != nil || !slices.Equal(errs, t.lastErrs) {
+	} else if d != nil || !slices.Equal(errs, t.lastErrs) {
 		if d == nil {
 			d = &sessionauditv1.Delta{}
 		}
@@ -372,4 +381,10 @@ func errorKeys(errs []*sessionauditv1.CollectionError) []errorKey {
 			cmp.Compare(a.instanceKey, b.instanceKey), cmp.Compare(a.rawValue, b.rawValue))
 	})
 	return slices.Compact(out)
+}
+
+// deltaSessions is the number of sessions d carries, upserted and ended.
+func deltaSessions(d *sessionauditv1.Delta) int {
+	return len(d.GetLogonSessionsUpserted()) + len(d.GetLogonSessionsEnded()) +
+		len(d.GetServerSessionsUpserted()) + len(d.GetServerSessionsEnded())
 }

@@ -209,23 +209,25 @@ func (a *Agent) poll(ctx context.Context) error {
 	if a.resync.Swap(false) {
 		a.tracker.RequestResync()
 	}
-	r, err := a.tracker.Next(snap)
+	reps, err := a.tracker.NextReports(snap)
 	if err != nil {
 		return fmt.Errorf("fleet: %s: next report: %w", a.Name, err)
 	}
-	if err := a.Truth.Observe(r); err != nil {
-		return err
+	for _, r := range reps {
+		if err := a.Truth.Observe(r); err != nil {
+			return err
+		}
+		a.counts.Reports++
+		switch r.GetContent().(type) {
+		case *pb.Report_Snapshot:
+			a.counts.Snapshots++
+		case *pb.Report_Delta:
+			a.counts.Deltas++
+		case *pb.Report_Heartbeat:
+			a.counts.Heartbeats++
+		}
+		a.Queue.Append(r)
 	}
-	a.counts.Reports++
-	switch r.GetContent().(type) {
-	case *pb.Report_Snapshot:
-		a.counts.Snapshots++
-	case *pb.Report_Delta:
-		a.counts.Deltas++
-	case *pb.Report_Heartbeat:
-		a.counts.Heartbeats++
-	}
-	a.Queue.Append(r)
 	return nil
 }
 

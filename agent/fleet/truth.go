@@ -76,6 +76,9 @@ func (h *HostTruth) Observe(r *pb.Report) error {
 	if err := h.state.Apply(r); err != nil {
 		return fmt.Errorf("fleet: ground truth of %s: report %d: %w", h.Hostname, r.GetSequence(), err)
 	}
+	if p := r.GetSnapshot(); p.GetPart() < p.GetPartsTotal() {
+		return nil // a snapshot in parts: the state is the host's after its last part
+	}
 	at := h.state.TakenAt
 	seen := make(map[string]bool)
 	see := func(kind Kind, key, account string, start time.Time) {

@@ -36,16 +36,27 @@ func (a *loop) renumber() bool {
 }
 
 // spoolReport makes the report of snap and appends it to the spool; it
-// returns nil when there is none (logged).
+// returns nil when there is none (logged). A snapshot too large for one
+// report is spooled as its parts (change.Tracker.NextReports); the last is
+// returned.
 func (a *loop) spoolReport(snap *pb.Snapshot) *pb.Report {
 	a.renumber()
 	for retried := false; ; retried = true {
-		rep, err := a.tracker.Next(snap)
+		reps, err := a.tracker.NextReports(snap)
 		if err != nil {
 			a.log.Error("snapshot not usable: no report this poll", "err", err)
 			return nil
 		}
+		if len(reps) > 1 {
+			a.log.Info("snapshot split in parts", "parts", len(reps),
+				"first_sequence", reps[0].GetSequence(), "last_sequence", reps[len(reps)-1].GetSequence())
+		}
+		rep := reps[0]
 		err = a.spool.Append(rep)
+		for i := 1; i < len(reps) && (err == nil || errors.As(err, new(*spool.KeptError))); i++ {
+			rep = reps[i]
+			err = a.spool.Append(rep)
+		}
 		if kept, ok := errors.AsType[*spool.KeptError](err); ok {
 			a.log.Warn("report spooled, but the spool could not finish its bookkeeping; it tries again at the next report",
 				"sequence", rep.GetSequence(), "err", kept.Err)

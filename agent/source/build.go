@@ -37,6 +37,12 @@ type Collection struct {
 	LoggedOnUsers []LoggedOnUserRow
 	// ServerSessions are the Win32_ServerSession instances.
 	ServerSessions []ServerSessionRow
+	// SessionProcesses are the Win32_SessionProcess instances, when
+	// SessionProcessesCounted (see Lingering); BuildSnapshot ignores them.
+	SessionProcesses []SessionProcessRow
+	// SessionProcessesCounted says that SessionProcesses is complete: the
+	// query ran and succeeded.
+	SessionProcessesCounted bool
 	// Failures lists the classes whose query did not complete.
 	Failures []ClassFailure
 }

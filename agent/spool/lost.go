@@ -262,7 +262,9 @@ func explainsMissing(payload []byte, first uint64) bool {
 		return false
 	}
 	lb := rep.GetLostBefore()
-	return rep.GetSnapshot() != nil || (lb != nil && lb.GetFirstSequence() <= first)
+	// A later part of a snapshot in parts does not: its first parts are
+	// among the missing.
+	return (rep.GetSnapshot() != nil && rep.GetSnapshot().GetPart() <= 1) || (lb != nil && lb.GetFirstSequence() <= first)
 }
 
 // lostBefore returns the loss that report seq carries to the collector,

@@ -484,7 +484,7 @@ func (s *Spool) afterWrite(r *sessionauditv1.Report) error {
 			errs = append(errs, fmt.Errorf("spool: close %s: %w", seg.path, err))
 		}
 	}
-	if r.GetSnapshot() != nil {
+	if r.GetSnapshot() != nil && r.GetSnapshot().GetPart() <= 1 { // a snapshot in parts starts at part 1
 		s.lastSnapshot = r.GetSequence()
 		if s.st.resync {
 			// Kept in memory if the write fails: after a crash the state

@@ -284,14 +284,15 @@ func (p *Pump) failed(ctx context.Context, err error, agent string, first, last 
 // resyncDropPoint returns the sequence up to which the queue may drop
 // reports after a resync_required answer that acknowledged acked: the
 // reports after acked cannot be applied up to the next Snapshot, which
-// starts a new chain. Without a Snapshot in the batch, all of it.
+// starts a new chain (a snapshot in parts starts it at its first part).
+// Without a Snapshot in the batch, all of it.
 func resyncDropPoint(reports []*pb.Report, acked uint64) uint64 {
 	upTo := acked
 	for _, r := range reports {
 		if r.GetSequence() <= acked {
 			continue
 		}
-		if r.GetSnapshot() != nil {
+		if r.GetSnapshot() != nil && r.GetSnapshot().GetPart() <= 1 {
 			return upTo
 		}
 		upTo = r.GetSequence()

@@ -117,6 +117,15 @@ func TestPumpResync(t *testing.T) {
 	if got := resyncDropPoint([]*pb.Report{report(3, "D"), report(4, "H")}, 2); got != 4 {
 		t.Errorf("drop point of a batch without Snapshot = %d, want its last (4)", got)
 	}
+	// A later part of a snapshot in parts starts no chain: its first part does.
+	part := func(seq uint64, k uint32) *pb.Report {
+		r := report(seq, "S")
+		r.GetSnapshot().Part, r.GetSnapshot().PartsTotal = k, 2
+		return r
+	}
+	if got := resyncDropPoint([]*pb.Report{report(3, "D"), part(4, 2), part(5, 1), part(6, 2)}, 2); got != 4 {
+		t.Errorf("drop point before a snapshot in parts = %d, want 4 (part 1 at 5 starts the chain)", got)
+	}
 }
 
 // TestPumpWakesOnNotify: an idle Pump sends as soon as reports are

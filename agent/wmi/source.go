@@ -91,6 +91,13 @@ type Options struct {
 	SIDBudget time.Duration
 	// AgentVersion is reported in Host.agent_version.
 	AgentVersion string
+	// CountSessionProcesses makes every snapshot that lists logon sessions
+	// of an interactive, RDP or cached type also query
+	// Win32_SessionProcess, last, with the same deadline, and mark the
+	// sessions with no process left as lingering (source.Lingering;
+	// docs/agent.md, "Lingering logon sessions"). A failure of that query
+	// is logged and keeps the previous verdicts; it is no collection error.
+	CountSessionProcesses bool
 	// Clock gives TakenAt and measures how long a query has been running;
 	// nil means the system clock.
 	Clock clock.Clock
@@ -120,6 +127,7 @@ type Source struct {
 	w           *worker
 	sids        *sidResolver
 	machineGUID func() (string, error)
+	lingering   source.Lingering // since when each session has been lingering (Snapshot)
 
 	mu     sync.Mutex
 	closed bool
@@ -205,6 +213,16 @@ func (s *Source) Snapshot(ctx context.Context) (*sessionauditv1.Snapshot, error)
 		return nil, err
 	}
 	snap, _ := source.BuildSnapshot(c)
+	if !slices.ContainsFunc(c.Failures, func(f source.ClassFailure) bool { return f.Class == source.ClassLogonSession }) {
+		var counts map[string]int
+		if c.SessionProcessesCounted {
+			var bad int
+			if counts, bad = source.CountSessionProcesses(c.SessionProcesses); bad > 0 {
+				s.log.Warn("Win32_SessionProcess links without a logon session's LogonId: skipped", "links", bad)
+			}
+		}
+		s.lingering.Mark(snap.GetLogonSessions(), counts, c.TakenAt)
+	}
 	if s.sids != nil {
 		if late := s.sids.fill(ctx, snap.GetLogonSessions(), s.opts.SIDBudget); late > 0 {
 			s.log.Info("SID lookups still running: these accounts are reported without a SID this time",
@@ -288,6 +306,20 @@ func (s *Source) Collect(ctx context.Context) (*source.Collection, error) {
 	for _, class := range source.Classes {
 		if f, ok := failed[class]; ok {
 			c.Failures = append(c.Failures, f)
+		}
+	}
+	if _, logonFailed := failed[source.ClassLogonSession]; s.opts.CountSessionProcesses && stuck == nil && !logonFailed &&
+		slices.ContainsFunc(c.LogonSessions, func(r source.LogonSessionRow) bool { return source.LingeringType(r.LogonType) }) {
+		rows, err := query[source.SessionProcessRow](ctx, s, plan.timeout, source.ClassSessionProcess)
+		switch {
+		case err == nil:
+			c.SessionProcesses, c.SessionProcessesCounted = rows, true
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("wmi: snapshot: %w", err)
+		case errors.Is(err, ErrClosed):
+			return nil, ErrClosed
+		default:
+			s.log.Warn("Win32_SessionProcess not counted: lingering logon sessions keep the previous verdict", "error", err)
 		}
 	}
 	return c, nil

@@ -37,8 +37,9 @@ type fakeWMI struct {
 	dialErr error
 	started chan string // receives the class of each query as it starts, if set
 
-	sids       map[string]string // DOMAIN\name → SID, for lookupSID
-	sidLookups []string          // the accounts lookupSID was asked for
+	sids       map[string]string          // DOMAIN\name → SID, for lookupSID
+	processes  []source.SessionProcessRow // what Win32_SessionProcess gives
+	sidLookups []string                   // the accounts lookupSID was asked for
 }
 
 func newFakeWMI(t *testing.T) *fakeWMI {
@@ -119,6 +120,10 @@ func (c *fakeConn) Query(wql string, dst any) error {
 		})
 	case *[]source.ServerSessionRow:
 		*d = append(*d, source.ServerSessionRow{ComputerName: "10.0.0.5", UserName: "alice", ActiveTime: &one})
+	case *[]source.SessionProcessRow:
+		f.mu.Lock()
+		*d = append(*d, f.processes...)
+		f.mu.Unlock()
 	default:
 		f.t.Errorf("query %q into unexpected %T", wql, dst)
 	}

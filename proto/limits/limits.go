@@ -45,4 +45,17 @@ const (
 	// (no full snapshot for a wobble), and the store takes a value beyond it
 	// for a new boot (docs/design/0002-storage.md, "New boot").
 	BootJitter = 5 * time.Second
+
+	// MaxCollectionErrors is the most collection errors one report may
+	// carry; the collector refuses more. An agent with more sends
+	// MaxCollectionErrors-1 of them and one summary error.
+	MaxCollectionErrors = 100
+	// MaxPartSessions is the most sessions an agent puts in one report
+	// (one part of a snapshot split in parts, Snapshot.part): half the
+	// collector's default per-report limit (20,000).
+	MaxPartSessions = 10000
+	// MaxPartBytes is about the most encoded bytes of sessions an agent puts
+	// in one report: the agent's batch target (1 MiB), a quarter of the
+	// collector's default message limit (4 MiB).
+	MaxPartBytes = 1 << 20
 )

@@ -48,6 +48,7 @@ var rowDocs = map[string]string{
 	"end_before":             "The first report without it: the session ended between last_seen and end_before. Empty while open.",
 	"open":                   "True while the session is open.",
 	"boot_time":              "Boot of the host the session belongs to, RFC 3339 UTC.",
+	"lingering_since":        "When the agent first saw the session lingering, RFC 3339 UTC: an interactive, RDP or cached logon with no process left, kept by LSA because a token to it is still open; the user has most likely logged off. Empty while the session is live, for other logon types, and when the agent did not tell.",
 	"from_computer":          "Remote computer holding the SMB session (Win32_ServerSession.ComputerName).",
 	"user_name":              "Remote user (Win32_ServerSession.UserName).",
 	"client_type":            "Win32_ServerSession.ClientType.",

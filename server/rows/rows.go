@@ -38,6 +38,11 @@ type Logon struct {
 	EndBefore             string `json:"end_before"`
 	Open                  bool   `json:"open"`
 	BootTime              string `json:"boot_time"`
+	// LingeringSince is when the agent first saw the session lingering: an
+	// interactive, RDP or cached logon with no process left, kept by LSA
+	// because a token to it is still open (the user has most likely logged
+	// off). Empty while live or unknown.
+	LingeringSince string `json:"lingering_since"`
 }
 
 // Server is one server (SMB) session interval: a remote computer and user
@@ -96,7 +101,7 @@ func FromLogon(l *pb.LogonSessionInterval) Logon {
 		Host: l.GetHost().GetHostname(), HostDomain: l.GetHost().GetDomain(), MachineGUID: l.GetHost().GetMachineGuid(),
 		LogonID: s.GetLogonId(), AuthenticationPackage: s.GetAuthenticationPackage(),
 		Start: Time(s.GetStartTime()), LastSeen: Time(l.GetEnd().GetLastSeen()), EndBefore: Time(l.GetEnd().GetEndBefore()),
-		Open: l.GetEnd().GetOpen(), BootTime: Time(l.GetBootTime()),
+		Open: l.GetEnd().GetOpen(), BootTime: Time(l.GetBootTime()), LingeringSince: Time(s.GetLingeringSince()),
 	}
 	if a := s.GetAccount(); a != nil {
 		r.Account = a.GetDomain() + `\` + a.GetName()

@@ -114,7 +114,8 @@ func (f *runFlags) layers(policy, installer config.Layer) []config.Layer {
 func (f *runFlags) newSource(watcher *config.Watcher, clk clock.Clock, log *slog.Logger, exit func(error)) (source.Source, error) {
 	switch f.source {
 	case sourceWMI:
-		src, err := wmi.New(wmi.Options{Settings: wmiSettings(watcher), Exit: exit, AgentVersion: version, Clock: clk, Logger: log})
+		src, err := wmi.New(wmi.Options{Settings: wmiSettings(watcher), Exit: exit, AgentVersion: version, Clock: clk, Logger: log,
+			CountSessionProcesses: true})
 		if err != nil {
 			return nil, fmt.Errorf("WMI source: %w", err)
 		}

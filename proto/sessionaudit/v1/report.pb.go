@@ -277,8 +277,23 @@ type Snapshot struct {
 	ServerSessions []*ServerSession `protobuf:"bytes,4,rep,name=server_sessions,json=serverSessions,proto3" json:"server_sessions,omitempty"`
 	// Problems met while taking the snapshot; empty when there were none. A
 	// class named here with kind QUERY_FAILED, TIMEOUT or DISABLED has an
-	// incomplete list. At most 100 per report (the collector refuses more).
-	Errors        []*CollectionError `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
+	// incomplete list. At most 100 per report (the collector refuses more);
+	// an agent with more sends 99 and one summary error (kind INVALID_VALUE,
+	// message "N more errors of kinds ...").
+	Errors []*CollectionError `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
+	// The number of this part, from 1, when the snapshot is too large for one
+	// report (more sessions than the collector's per-report limit, or more
+	// bytes than a message may carry) and the agent split it into
+	// parts_total parts; 0 when it was not split. The parts are reports with
+	// consecutive sequences, part 1 first, each with the same taken_at and
+	// host; the sessions and errors are divided among them. The collector
+	// keeps the parts it received until the last one arrives, and applies the
+	// "absent means ended" rule of a snapshot only to a complete set
+	// (docs/design/0002-storage.md, "Snapshots in parts"). Added 2026-12-04.
+	Part uint32 `protobuf:"varint,6,opt,name=part,proto3" json:"part,omitempty"`
+	// The number of parts of a split snapshot, at least 2; 0 when it was not
+	// split. Added 2026-12-04.
+	PartsTotal    uint32 `protobuf:"varint,7,opt,name=parts_total,json=partsTotal,proto3" json:"parts_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +361,20 @@ func (x *Snapshot) GetErrors() []*CollectionError {
 		return x.Errors
 	}
 	return nil
+}
+
+func (x *Snapshot) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *Snapshot) GetPartsTotal() uint32 {
+	if x != nil {
+		return x.PartsTotal
+	}
+	return 0
 }
 
 // Delta is the difference between the snapshot taken at taken_at and the
@@ -865,13 +894,16 @@ const file_sessionaudit_v1_report_proto_rawDesc = "" +
 	"\bproperty\x18\x03 \x01(\tR\bproperty\x12!\n" +
 	"\finstance_key\x18\x04 \x01(\tR\vinstanceKey\x12\x1b\n" +
 	"\traw_value\x18\x05 \x01(\tR\brawValue\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"\xb5\x02\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\xea\x02\n" +
 	"\bSnapshot\x12)\n" +
 	"\x04host\x18\x01 \x01(\v2\x15.sessionaudit.v1.HostR\x04host\x125\n" +
 	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x12D\n" +
 	"\x0elogon_sessions\x18\x03 \x03(\v2\x1d.sessionaudit.v1.LogonSessionR\rlogonSessions\x12G\n" +
 	"\x0fserver_sessions\x18\x04 \x03(\v2\x1e.sessionaudit.v1.ServerSessionR\x0eserverSessions\x128\n" +
-	"\x06errors\x18\x05 \x03(\v2 .sessionaudit.v1.CollectionErrorR\x06errors\"\xa4\x04\n" +
+	"\x06errors\x18\x05 \x03(\v2 .sessionaudit.v1.CollectionErrorR\x06errors\x12\x12\n" +
+	"\x04part\x18\x06 \x01(\rR\x04part\x12\x1f\n" +
+	"\vparts_total\x18\a \x01(\rR\n" +
+	"partsTotal\"\xa4\x04\n" +
 	"\x05Delta\x12#\n" +
 	"\rbase_sequence\x18\x01 \x01(\x04R\fbaseSequence\x125\n" +
 	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x12)\n" +

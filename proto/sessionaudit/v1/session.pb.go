@@ -318,9 +318,24 @@ type LogonSession struct {
 	Status string `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
 	// The account from Win32_LoggedOnUser whose Dependent is this session. Absent
 	// when no association names the session: the session is still reported.
-	Account       *Account `protobuf:"bytes,11,opt,name=account,proto3" json:"account,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Account *Account `protobuf:"bytes,11,opt,name=account,proto3" json:"account,omitempty"`
+	// When the agent first saw this session lingering (host clock, UTC):
+	// an interactive, Remote Desktop or cached logon (LogonType 2, 10, 11, 12
+	// or 13) that Win32_SessionProcess associates with no process any more.
+	// LSA keeps a logon session for as long as any token to it is open, so a
+	// leaked token keeps a logged-off user's session listed for hours or
+	// days: such a session is no evidence that the user is still on the host.
+	// Absent while the session is live, for other logon types, for a session
+	// younger than two minutes (a logon in progress), and from an agent that
+	// does not count processes (older than this field). Cleared (absent
+	// again) when a process of the session appears. A pass whose
+	// Win32_SessionProcess query failed keeps the previous verdict. Not part
+	// of the WMI class: derived by the agent (docs/agent.md, "Lingering logon
+	// sessions"). The collector stores it on the session's interval and
+	// gives it back in LogonSessionInterval.session.
+	LingeringSince *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=lingering_since,json=lingeringSince,proto3" json:"lingering_since,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LogonSession) Reset() {
@@ -426,6 +441,13 @@ func (x *LogonSession) GetStatus() string {
 func (x *LogonSession) GetAccount() *Account {
 	if x != nil {
 		return x.Account
+	}
+	return nil
+}
+
+func (x *LogonSession) GetLingeringSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LingeringSince
 	}
 	return nil
 }
@@ -731,7 +753,7 @@ const file_sessionaudit_v1_session_proto_rawDesc = "" +
 	"\aAccount\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
-	"\x03sid\x18\x03 \x01(\tR\x03sid\"\xef\x03\n" +
+	"\x03sid\x18\x03 \x01(\tR\x03sid\"\xb4\x04\n" +
 	"\fLogonSession\x125\n" +
 	"\x16authentication_package\x18\x01 \x01(\tR\x15authenticationPackage\x12\x18\n" +
 	"\acaption\x18\x02 \x01(\tR\acaption\x12 \n" +
@@ -746,7 +768,8 @@ const file_sessionaudit_v1_session_proto_rawDesc = "" +
 	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n" +
 	"\x06status\x18\n" +
 	" \x01(\tR\x06status\x122\n" +
-	"\aaccount\x18\v \x01(\v2\x18.sessionaudit.v1.AccountR\aaccountB\x11\n" +
+	"\aaccount\x18\v \x01(\v2\x18.sessionaudit.v1.AccountR\aaccount\x12C\n" +
+	"\x0flingering_since\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0elingeringSinceB\x11\n" +
 	"\x0f_logon_type_raw\",\n" +
 	"\x0fLogonSessionKey\x12\x19\n" +
 	"\blogon_id\x18\x01 \x01(\tR\alogonId\"\xf6\x04\n" +
@@ -827,13 +850,14 @@ var file_sessionaudit_v1_session_proto_depIdxs = []int32{
 	0, // 1: sessionaudit.v1.LogonSession.logon_type:type_name -> sessionaudit.v1.LogonType
 	7, // 2: sessionaudit.v1.LogonSession.start_time:type_name -> google.protobuf.Timestamp
 	2, // 3: sessionaudit.v1.LogonSession.account:type_name -> sessionaudit.v1.Account
-	7, // 4: sessionaudit.v1.ServerSession.install_date:type_name -> google.protobuf.Timestamp
-	1, // 5: sessionaudit.v1.ServerSession.session_type:type_name -> sessionaudit.v1.ServerSessionType
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7, // 4: sessionaudit.v1.LogonSession.lingering_since:type_name -> google.protobuf.Timestamp
+	7, // 5: sessionaudit.v1.ServerSession.install_date:type_name -> google.protobuf.Timestamp
+	1, // 6: sessionaudit.v1.ServerSession.session_type:type_name -> sessionaudit.v1.ServerSessionType
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_session_proto_init() }

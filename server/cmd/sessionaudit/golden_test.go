@@ -113,12 +113,14 @@ func newFleet(t *testing.T) *fleet {
 	svc := logon("1001", 5, "Negotiate", at(-10*day+time.Minute), "CONTOSO", "svc-backup")
 	aliceNet := logon("1002", 3, "Kerberos", at(-3*time.Hour-5*time.Minute), "CONTOSO", "alice")
 	adm := logon("1003", 10, "Negotiate", at(-2*time.Hour-10*time.Minute), "CONTOSO", "adm-jdoe")
+	admLingering := adm // no process left since -30m: kept open by a leaked token
+	admLingering.LingeringSince = at(-30 * time.Minute)
 	ingest("agent-fs01", guidFS01, fs01,
 		store.Report{Sequence: 1, TakenAt: at(-3 * time.Hour), LogonSessions: []store.LogonSession{svc, aliceNet},
 			ServerSessions: []store.ServerSession{smb("WS01", "alice", 300), smb("10.1.2.3", "bob", 60)}},
 		store.Report{Sequence: 2, TakenAt: at(-2 * time.Hour), LogonSessions: []store.LogonSession{svc, adm},
 			ServerSessions: []store.ServerSession{smb("WS01", "alice", 3900)}},
-		store.Report{Sequence: 3, TakenAt: at(-5 * time.Minute), LogonSessions: []store.LogonSession{svc, adm},
+		store.Report{Sequence: 3, TakenAt: at(-5 * time.Minute), LogonSessions: []store.LogonSession{svc, admLingering},
 			ServerSessions: []store.ServerSession{smb("WS01", "alice", 10800)}})
 
 	ws01 := store.Host{MachineGUID: guidWS01, Hostname: "ws01", Domain: "contoso.local", OSCaption: "Microsoft Windows 11 Enterprise",

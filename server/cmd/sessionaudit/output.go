@@ -160,9 +160,20 @@ func (c *cli) logonTable(w io.Writer, list []rows.Logon) error {
 	tw := newTable(w, "HOST", "ACCOUNT", "TYPE", "PACKAGE", "LOGON ID", "START", "LAST SEEN", "END")
 	for _, r := range list {
 		fmt.Fprintln(tw, strings.Join([]string{cell(r.Host), cell(r.Account), cell(r.LogonType), cell(r.AuthenticationPackage),
-			cell(r.LogonID), c.tableTime(r.Start), c.tableTime(r.LastSeen), c.endCell(r.Open, r.LastSeen, r.EndBefore)}, "\t"))
+			cell(r.LogonID), c.tableTime(r.Start), c.tableTime(r.LastSeen), c.logonEndCell(r)}, "\t"))
 	}
 	return tw.Flush()
+}
+
+// logonEndCell is endCell for a logon session, with "(lingering since T)"
+// after the end of a session the agent saw lingering: no process left, kept
+// by LSA because a token to it is open (docs/analyst-guide.md).
+func (c *cli) logonEndCell(r rows.Logon) string {
+	end := c.endCell(r.Open, r.LastSeen, r.EndBefore)
+	if r.LingeringSince == "" {
+		return end
+	}
+	return end + " (lingering since " + c.tableTime(r.LingeringSince) + ")"
 }
 
 // serverTable writes server (SMB) sessions as a table.

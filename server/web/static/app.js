@@ -384,7 +384,7 @@
       { title: 'Package', cell: (r) => r.authentication_package },
       { title: 'Start', cell: (r) => timeCell(r.start) },
       { title: 'Last seen', cell: (r) => timeCell(r.last_seen) },
-      { title: 'Ended before', cell: (r) => r.open ? el('span', { class: 'open', text: 'open' }) : timeCell(r.end_before) },
+      { title: 'Ended before', cell: (r) => lingerCell(r, r.open ? el('span', { class: 'open', text: 'open' }) : timeCell(r.end_before)) },
       { title: 'Logon ID', cell: (r) => r.logon_id, class: 'mono' },
     ];
   }
@@ -402,6 +402,14 @@
   }
 
   const typeClass = (t) => LOGON_TYPES.includes(t) ? t : 'other';
+
+  // lingerCell adds "lingering since T" to the end cell of a logon session
+  // the agent saw lingering: no process left, kept by LSA because a token
+  // to it is open; the user has most likely logged off.
+  function lingerCell(r, end) {
+    if (!r.lingering_since) return end;
+    return el('span', {}, [end, ' ', el('span', { class: 'lingering', title: 'No process left in this session since then: kept alive by an open token, most likely logged off', text: 'lingering since ' + fmtTime(r.lingering_since) })]);
+  }
 
   function csvButton(path, params, name) {
     return el('button', { type: 'button', class: 'csv', text: 'Export CSV', onclick: () => downloadCSV(path, params, name) });
@@ -547,7 +555,8 @@
       start: r.start, last_seen: r.last_seen, end_before: r.end_before, open: r.open,
       cls: 'lt-' + typeClass(r.logon_type),
       title: (r.account || '(no account)') + ' on ' + r.host + ', ' + (r.logon_type || '?') + ', ' + fmtTime(r.start) + ' → ' +
-        (r.open ? 'open (last seen ' + fmtTime(r.last_seen) + ')' : 'ended between ' + fmtTime(r.last_seen) + ' and ' + fmtTime(r.end_before)),
+        (r.open ? 'open (last seen ' + fmtTime(r.last_seen) + ')' : 'ended between ' + fmtTime(r.last_seen) + ' and ' + fmtTime(r.end_before)) +
+        (r.lingering_since ? ', lingering since ' + fmtTime(r.lingering_since) + ' (no process left)' : ''),
       onclick: () => go('who', { host: r.host, at: r.start }),
       lane: hostView ? (r.account || '(no account)') : r.host,
     }));
