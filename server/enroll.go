@@ -50,6 +50,11 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 	if err != nil {
 		return nil, c.enrollInvalid(src, "host.machine_guid: "+err.Error())
 	}
+	// A placeholder SMBIOS UUID counts as none (identity.Match).
+	smbios, err := identity.CanonicalSMBIOSUUID(req.GetHost().GetSmbiosUuid())
+	if err != nil {
+		return nil, c.enrollInvalid(src, "host.smbios_uuid: "+err.Error())
+	}
 	if n := len(req.GetCsrDer()); n == 0 || n > pki.MaxCSRSize {
 		return nil, c.enrollInvalid(src, "csr_der: must be a DER certificate signing request of 1 to 16384 bytes")
 	}
@@ -66,23 +71,44 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 	}
 
 	agentID := identity.NewAgentID()
-	issued, err := s.cfg.CA.SignAgentCSR(req.GetCsrDer(), agentID, guid, s.cfg.AgentCertValidity, now)
-	if err != nil {
-		return nil, c.signError(src, err)
-	}
 	h := req.GetHost()
-	err = s.store.EnrollAgent(ctx, store.NewEnrollment{
-		Secret:  req.GetEnrollmentSecret(),
-		AgentID: agentID,
-		Host: store.Host{
-			MachineGUID: guid, Hostname: h.GetHostname(), Domain: h.GetDomain(),
-			OSCaption: h.GetOsCaption(), OSVersion: h.GetOsVersion(), OSBuild: h.GetOsBuild(),
-			AgentVersion: h.GetAgentVersion(),
-		},
-		CertSerial:   issued.Certificate.SerialNumber.Text(16),
-		CertNotAfter: issued.Certificate.NotAfter,
-		Source:       src,
-	})
+	// enrollAs signs a certificate naming the host hostKey and records the
+	// agent for it; signErr is the error to return when signing failed.
+	enrollAs := func(hostKey string) (issued pki.IssuedCertificate, signErr, err error) {
+		issued, err = s.cfg.CA.SignAgentCSR(req.GetCsrDer(), agentID, hostKey, s.cfg.AgentCertValidity, now)
+		if err != nil {
+			return issued, c.signError(src, err), nil
+		}
+		return issued, nil, s.store.EnrollAgent(ctx, store.NewEnrollment{
+			Secret:  req.GetEnrollmentSecret(),
+			AgentID: agentID,
+			Host: store.Host{
+				MachineGUID: hostKey, Hostname: h.GetHostname(), Domain: h.GetDomain(),
+				OSCaption: h.GetOsCaption(), OSVersion: h.GetOsVersion(), OSBuild: h.GetOsBuild(),
+				AgentVersion: h.GetAgentVersion(), SMBIOSUUID: smbios,
+			},
+			CertSerial:   issued.Certificate.SerialNumber.Text(16),
+			CertNotAfter: issued.Certificate.NotAfter,
+			Source:       src,
+		})
+	}
+	hostKey := guid
+	issued, signErr, err := enrollAs(hostKey)
+	if signErr != nil {
+		return nil, signErr
+	}
+	if held := (*store.MachineEnrolledError)(nil); errors.As(err, &held) && held.Clone {
+		// Same machine GUID, another SMBIOS UUID: a clone of a golden image
+		// (0003-security.md, "Machine identity that survives cloning"), a
+		// machine of its own: its host is named by its clone host key.
+		hostKey = identity.CloneHostKey(guid, smbios)
+		s.log.Warn("enroll: a clone of an enrolled machine (same machine GUID, different SMBIOS UUID): enrolled as a host of its own",
+			"peer", src, "machine_guid", guid, "smbios_uuid", smbios, "host_smbios_uuid", held.HostSMBIOSUUID,
+			"host_key", hostKey, "hostname", h.GetHostname())
+		if issued, signErr, err = enrollAs(hostKey); signErr != nil {
+			return nil, signErr
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrBadSecret):
 		s.metrics.enrollments.WithLabelValues("refused").Inc()
@@ -91,16 +117,16 @@ func (c *collectorService) Enroll(ctx context.Context, req *pb.EnrollRequest) (*
 	case errors.Is(err, store.ErrMachineEnrolled):
 		s.metrics.enrollments.WithLabelValues("machine_enrolled").Inc()
 		s.log.Error("ALERT enroll refused: machine GUID already held by an enabled agent (reinstalled agent, cloned image, or attack)",
-			"peer", src, "machine_guid", guid, "hostname", h.GetHostname())
-		return nil, status.Errorf(codes.FailedPrecondition, "machine GUID %s is enrolled; an admin must allow re-enrollment", guid)
+			"peer", src, "machine_guid", guid, "host_key", hostKey, "hostname", h.GetHostname())
+		return nil, status.Errorf(codes.FailedPrecondition, "machine GUID %s is enrolled; an admin must allow re-enrollment of %s", guid, hostKey)
 	case errors.Is(err, store.ErrInvalidInput):
 		return nil, c.enrollInvalid(src, err.Error())
 	case err != nil:
 		return nil, c.storeFailure("enroll", err)
 	}
 	s.metrics.enrollments.WithLabelValues("ok").Inc()
-	c.checkNameClash(ctx, agentID, guid, h, src)
-	s.log.Info("agent enrolled", "agent", agentID, "machine_guid", guid, "hostname", h.GetHostname(),
+	c.checkNameClash(ctx, agentID, hostKey, h, src)
+	s.log.Info("agent enrolled", "agent", agentID, "machine_guid", guid, "smbios_uuid", smbios, "host_key", hostKey, "hostname", h.GetHostname(),
 		"peer", src, "serial", issued.Certificate.SerialNumber.Text(16), "not_after", issued.Certificate.NotAfter)
 	return &pb.EnrollResponse{
 		AgentId:        agentID,
@@ -145,7 +171,8 @@ func (c *collectorService) reenrollByProof(ctx context.Context, req *pb.EnrollRe
 		s.log.Warn("enroll by renewal proof refused: proof", "peer", src, "machine_guid", guid, "err", err)
 		return nil, errEnrollRefused
 	}
-	if id.MachineGUID != guid {
+	smbios, _ := identity.CanonicalSMBIOSUUID(req.GetHost().GetSmbiosUuid()) // checked by Enroll
+	if !identity.BoundHost(id.MachineGUID, guid, smbios) {
 		s.metrics.enrollments.WithLabelValues("refused").Inc()
 		s.log.Warn("enroll by renewal proof refused: host.machine_guid differs from the certificate's",
 			"peer", src, "agent", id.AgentID, "cert_guid", id.MachineGUID, "machine_guid", guid)
@@ -159,7 +186,7 @@ func (c *collectorService) reenrollByProof(ctx context.Context, req *pb.EnrollRe
 		return nil, errEnrollRefused
 	case err != nil:
 		return nil, c.storeFailure("enroll", err)
-	case agent.Disabled || agent.MachineGUID != guid:
+	case agent.Disabled || agent.MachineGUID != id.MachineGUID:
 		s.metrics.enrollments.WithLabelValues("refused").Inc()
 		s.log.Warn("enroll by renewal proof refused: agent disabled or bound to another machine", "peer", src,
 			"agent", id.AgentID, "disabled", agent.Disabled, "agent_guid", agent.MachineGUID)

@@ -260,14 +260,27 @@ func (s *Server) validateBatch(b *pb.Batch, machineGUID string) ([]store.Report,
 		}
 		// A taken_at more than store.MaxClockSkew ahead is not refused (that
 		// blocked the host's delivery for good): the store corrects it.
-		if r.Host != nil && r.Host.MachineGUID != "" && identity.NormalizeMachineGUID(r.Host.MachineGUID) != machineGUID {
-			// C1: identity comes from the certificate only.
+		if r.Host != nil && r.Host.MachineGUID != "" && !reportBoundTo(r.Host, machineGUID) {
+			// C1: identity comes from the certificate only; a clone's names
+			// its clone host key (0003-security.md, "Machine identity that
+			// survives cloning").
 			return nil, fail(kind+".host.machine_guid", "%q is not the machine this agent's certificate is bound to (%s)", r.Host.MachineGUID, machineGUID)
 		}
 		prev = r.Sequence
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// reportBoundTo reports whether the machine GUID and SMBIOS UUID of a
+// report's host are those of the certificate's host: the machine GUID, or
+// the clone host key of the two (identity.BoundHost).
+func reportBoundTo(h *store.Host, certHost string) bool {
+	smbios, err := identity.CanonicalSMBIOSUUID(h.SMBIOSUUID)
+	if err != nil {
+		smbios = ""
+	}
+	return identity.BoundHost(certHost, identity.NormalizeMachineGUID(h.MachineGUID), smbios)
 }
 
 // checkReportLimits refuses a report with more sessions than max or a
@@ -281,6 +294,7 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 	var logon []*pb.LogonSession
 	var server []*pb.ServerSession
 	var errs []*pb.CollectionError
+	var build *pb.ServerSessionBuild
 	var prefix, logonField, serverField string
 	n := 0
 	// Keys are never truncated (that could merge two sessions): one too
@@ -312,10 +326,12 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 	case *pb.Report_Snapshot:
 		prefix, logonField, serverField = "snapshot", "logon_sessions", "server_sessions"
 		host, logon, server, errs = c.Snapshot.GetHost(), c.Snapshot.GetLogonSessions(), c.Snapshot.GetServerSessions(), c.Snapshot.GetErrors()
+		build = c.Snapshot.GetServerSessionBuild()
 	case *pb.Report_Delta:
 		prefix, logonField, serverField = "delta", "logon_sessions_upserted", "server_sessions_upserted"
 		d := c.Delta
 		host, logon, server, errs = d.GetHost(), d.GetLogonSessionsUpserted(), d.GetServerSessionsUpserted(), d.GetErrors()
+		build = d.GetServerSessionBuild()
 		n += len(d.GetLogonSessionsEnded()) + len(d.GetServerSessionsEnded())
 		for i, k := range d.GetLogonSessionsEnded() {
 			if err := longKey(fmt.Sprintf("delta.logon_sessions_ended[%d].logon_id", i), k.GetLogonId()); err != nil {
@@ -368,11 +384,20 @@ func checkReportLimits(r *pb.Report, max, maxString int) error {
 			{"computer_name", ss.GetComputerName()}, {"user_name", ss.GetUserName()},
 			{"client_type", ss.GetClientType()}, {"transport_name", ss.GetTransportName()},
 			{"caption", ss.GetCaption()}, {"description", ss.GetDescription()}, {"name", ss.GetName()},
-			{"status", ss.GetStatus()},
+			{"status", ss.GetStatus()}, {"smb.scope_name", ss.GetSmb().GetScopeName()},
+			{"smb.cluster_node_name", ss.GetSmb().GetClusterNodeName()},
+			{"smb.client_computer_name", ss.GetSmb().GetClientComputerName()},
+			{"smb.client_user_name", ss.GetSmb().GetClientUserName()}, {"smb.dialect", ss.GetSmb().GetDialect()},
+			{"smb.transport_name", ss.GetSmb().GetTransportName()},
 		} {
 			if err := long(f+p[0], p[1]); err != nil {
 				return err
 			}
+		}
+	}
+	for _, p := range [][2]string{{"source", build.GetSource()}, {"fallback_reason", build.GetFallbackReason()}} {
+		if err := long(prefix+".server_session_build."+p[0], p[1]); err != nil {
+			return err
 		}
 	}
 	for i, e := range errs {

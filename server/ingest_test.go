@@ -79,6 +79,17 @@ func TestValidateBatchNamesReportAndField(t *testing.T) {
 			BaseSequence: 1, TakenAt: timestamppb.New(t0),
 			ServerSessionsEnded: []*pb.ServerSessionKey{{ComputerName: "10.0.0.5", UserName: strings.Repeat("u", limits.MaxStringBytes+1)}}}}}},
 			"report 2: delta.server_sessions_ended[0].user_name: 1025 bytes, more than 1024"},
+		{"long SMB mirror string", []*pb.Report{snap(1, func(s *pb.Snapshot) {
+			s.ServerSessions = []*pb.ServerSession{{ComputerName: "x", Smb: &pb.SmbSession{SessionId: 1, Dialect: strings.Repeat("3", 17)}}}
+		})}, "report 1: snapshot.server_sessions[0].smb.dialect: 17 bytes"},
+		{"long fallback reason", []*pb.Report{{Sequence: 2, Content: &pb.Report_Delta{Delta: &pb.Delta{
+			BaseSequence: 1, TakenAt: timestamppb.New(t0),
+			ServerSessionBuild: &pb.ServerSessionBuild{Source: "x", FallbackReason: strings.Repeat("r", 17)}}}}},
+			"report 2: delta.server_session_build.fallback_reason: 17 bytes"},
+		{"server session build", []*pb.Report{snap(1, func(s *pb.Snapshot) {
+			s.ServerSessions = []*pb.ServerSession{{ComputerName: "fe80::1", Smb: &pb.SmbSession{SessionId: 7, Dialect: "3.1.1"}}}
+			s.ServerSessionBuild = &pb.ServerSessionBuild{Source: "MSFT_SmbSession", Rows: 2, DroppedDuplicateKey: 1}
+		})}, ""},
 		{"long host string", []*pb.Report{snap(1, func(s *pb.Snapshot) { s.Host.Hostname = strings.Repeat("h", 17) })},
 			"report 1: snapshot.host.hostname: 17 bytes"},
 		{"enum contradicts raw", []*pb.Report{snap(1, func(s *pb.Snapshot) {

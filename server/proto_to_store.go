@@ -143,6 +143,7 @@ func (c *converter) host(field string, h *pb.Host) *store.Host {
 		OSBuild:      h.GetOsBuild(),
 		LastBootTime: c.optionalTime(field+".last_boot_time", h.GetLastBootTime()),
 		AgentVersion: h.GetAgentVersion(),
+		SMBIOSUUID:   h.GetSmbiosUuid(),
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sessionaudit/sessionaudit/proto/identity"
 	"github.com/sessionaudit/sessionaudit/proto/limits"
 
 	"github.com/jackc/pgx/v5"
@@ -92,6 +93,8 @@ type EnrollmentSecret struct {
 	Uses    int
 	// ExpiresAt and RevokedAt are zero when not set.
 	CreatedAt, ExpiresAt, RevokedAt time.Time
+	// VDIPool marks a secret for VDI pools (CreateVDIPoolSecret).
+	VDIPool bool
 }
 
 // NewEnrollment is what EnrollAgent records for a new agent.
@@ -150,14 +153,27 @@ type MachineEnrolledError struct {
 	MachineGUID string
 	// AgentID is the agent refused (enrolling, or being enabled).
 	AgentID string
-	// Holders are the enabled agents of the machine GUID.
+	// Holders are the enabled agents of the machine GUID (none for a clone
+	// of a host whose agents are all disabled).
 	Holders []Agent
+	// Clone is set when the refused enrollment presented a usable SMBIOS
+	// UUID other than the host's: by identity.Match a clone of a golden
+	// image, a different machine, which the collector enrols again under
+	// its clone host key (identity.CloneHostKey; 0003-security.md,
+	// "Machine identity that survives cloning"). HostSMBIOSUUID and
+	// SMBIOSUUID are the two UUIDs.
+	Clone                      bool
+	HostSMBIOSUUID, SMBIOSUUID string
 }
 
 // Error names the machine, the refused agent and the holders' enrollments.
 func (e *MachineEnrolledError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "store: agent %q for machine %s refused: %v:", e.AgentID, e.MachineGUID, ErrMachineEnrolled)
+	fmt.Fprintf(&b, "store: agent %q for machine %s refused: %v", e.AgentID, e.MachineGUID, ErrMachineEnrolled)
+	if e.Clone {
+		fmt.Fprintf(&b, " (a clone: SMBIOS UUID %s, the host's is %s)", e.SMBIOSUUID, e.HostSMBIOSUUID)
+	}
+	b.WriteString(":")
 	for i, a := range e.Holders {
 		if i > 0 {
 			b.WriteString(";")
@@ -192,6 +208,20 @@ type APIToken struct {
 // e.g. the site or OU whose Group Policy carries it. A negative maxUses or an
 // expiresAt not after now is invalid input.
 func (s *Store) CreateEnrollmentSecret(ctx context.Context, label string, maxUses int, expiresAt time.Time) (id, secret string, err error) {
+	return s.createEnrollmentSecret(ctx, label, maxUses, expiresAt, false)
+}
+
+// CreateVDIPoolSecret is CreateEnrollmentSecret for a VDI pool: an
+// enrollment with it of a machine already enrolled supersedes the machine's
+// enabled agents without an allowance (AllowReenrollment), when each of them
+// was enrolled with a pool secret too: non-persistent desktops lose their
+// state at every boot and enroll again (0003-security.md, "Machine identity
+// that survives cloning"). A clone is never a re-enrollment.
+func (s *Store) CreateVDIPoolSecret(ctx context.Context, label string, maxUses int, expiresAt time.Time) (id, secret string, err error) {
+	return s.createEnrollmentSecret(ctx, label, maxUses, expiresAt, true)
+}
+
+func (s *Store) createEnrollmentSecret(ctx context.Context, label string, maxUses int, expiresAt time.Time, pool bool) (id, secret string, err error) {
 	now := pgTime(s.now())
 	if err := validText("label", label, MaxLabelBytes, false); err != nil {
 		return "", "", err
@@ -215,8 +245,8 @@ func (s *Store) CreateEnrollmentSecret(ctx context.Context, label string, maxUse
 		m := int32(maxUses)
 		max = &m
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO enrollment_secret (id, label, secret_sha256, max_uses, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, label, sum[:], max, now, tsOpt(pgTime(expiresAt)))
+	_, err = s.pool.Exec(ctx, `INSERT INTO enrollment_secret (id, label, secret_sha256, max_uses, created_at, expires_at, vdi_pool)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, label, sum[:], max, now, tsOpt(pgTime(expiresAt)), pool)
 	if err != nil {
 		return "", "", fmt.Errorf("store: create enrollment secret %q: %w", label, err)
 	}
@@ -225,7 +255,7 @@ func (s *Store) CreateEnrollmentSecret(ctx context.Context, label string, maxUse
 
 // ListEnrollmentSecrets lists every secret, newest first.
 func (s *Store) ListEnrollmentSecrets(ctx context.Context) ([]EnrollmentSecret, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, label, coalesce(max_uses, 0), uses, created_at, expires_at, revoked_at
+	rows, err := s.pool.Query(ctx, `SELECT id, label, coalesce(max_uses, 0), uses, created_at, expires_at, revoked_at, vdi_pool
 		FROM enrollment_secret ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list enrollment secrets: %w", err)
@@ -233,7 +263,7 @@ func (s *Store) ListEnrollmentSecrets(ctx context.Context) ([]EnrollmentSecret, 
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EnrollmentSecret, error) {
 		var e EnrollmentSecret
 		var expires, revoked pgtype.Timestamptz
-		err := r.Scan(&e.ID, &e.Label, &e.MaxUses, &e.Uses, &e.CreatedAt, &expires, &revoked)
+		err := r.Scan(&e.ID, &e.Label, &e.MaxUses, &e.Uses, &e.CreatedAt, &expires, &revoked, &e.VDIPool)
 		e.CreatedAt, e.ExpiresAt, e.RevokedAt = e.CreatedAt.UTC(), nullTime(expires), nullTime(revoked)
 		return e, err
 	})
@@ -280,6 +310,10 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 	if err != nil {
 		return err
 	}
+	smbios, err := identity.CanonicalSMBIOSUUID(e.Host.SMBIOSUUID)
+	if err != nil {
+		return &FieldError{Field: "Host.SMBIOSUUID", Reason: err.Error()}
+	}
 	if err := validKey("CertSerial", e.CertSerial); err != nil {
 		return err
 	}
@@ -304,9 +338,10 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 		var maxUses *int32
 		var uses int32
 		var expires, revoked pgtype.Timestamptz
-		err := tx.QueryRow(ctx, `SELECT id, secret_sha256, max_uses, uses, expires_at, revoked_at
+		var pool bool
+		err := tx.QueryRow(ctx, `SELECT id, secret_sha256, max_uses, uses, expires_at, revoked_at, vdi_pool
 			FROM enrollment_secret WHERE secret_sha256 = $1 FOR UPDATE`, presented[:]).
-			Scan(&secretID, &stored, &maxUses, &uses, &expires, &revoked)
+			Scan(&secretID, &stored, &maxUses, &uses, &expires, &revoked, &pool)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(stored, presented[:]) != 1) {
 			return fmt.Errorf("store: enroll agent %q: secret unknown: %w", e.AgentID, ErrBadSecret)
 		}
@@ -327,7 +362,7 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 
 		// The host's row is the lock of everything about the machine GUID
 		// (as in Ingest): concurrent enrollments of one GUID take turns.
-		hostID, err := lockHost(ctx, tx, guid, now, e.Host, fact)
+		hostID, hostSMBIOS, err := lockHost(ctx, tx, guid, smbios, now, e.Host, fact)
 		if err != nil {
 			return fmt.Errorf("store: enroll agent %q for machine %s: %w", e.AgentID, guid, err)
 		}
@@ -335,14 +370,23 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 		if err != nil {
 			return fmt.Errorf("store: enroll agent %q for machine %s: read its agents: %w", e.AgentID, guid, err)
 		}
-		if len(holders) > 0 {
+		// Same machine GUID, another SMBIOS UUID: a clone of the host's
+		// image (identity.Match), refused as such even when no enabled
+		// agent holds the host, so that it never takes the host's history.
+		clone := identity.Match(identity.Machine{MachineGUID: guid, SMBIOSUUID: smbios},
+			identity.Machine{MachineGUID: guid, SMBIOSUUID: hostSMBIOS}) == identity.Clone
+		if len(holders) > 0 || clone {
 			var allowed pgtype.Timestamptz
 			err := tx.QueryRow(ctx, `SELECT expires_at FROM reenrollment_allowance WHERE machine_guid = $1 FOR UPDATE`, guid).Scan(&allowed)
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("store: enroll agent %q for machine %s: read re-enrollment allowance: %w", e.AgentID, guid, err)
 			}
-			if !allowed.Valid || !now.Before(nullTime(allowed)) {
-				return &MachineEnrolledError{MachineGUID: guid, AgentID: e.AgentID, Holders: holders}
+			if (!allowed.Valid || !now.Before(nullTime(allowed))) && !(pool && !clone && poolHolders(ctx, tx, holders)) {
+				// An allowance is the admin's word that this is the same
+				// machine (a VM moved to another hypervisor changes its
+				// SMBIOS UUID); without one, a clone is told apart.
+				return &MachineEnrolledError{MachineGUID: guid, AgentID: e.AgentID, Holders: holders,
+					Clone: clone, HostSMBIOSUUID: hostSMBIOS, SMBIOSUUID: smbios}
 			}
 			ids := make([]string, len(holders))
 			for i, a := range holders {
@@ -350,6 +394,13 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 			}
 			if _, err := tx.Exec(ctx, `UPDATE agent SET disabled_at = $2 WHERE agent_id = ANY($1)`, ids, now); err != nil {
 				return fmt.Errorf("store: enroll agent %q for machine %s: disable the agents it replaces: %w", e.AgentID, guid, err)
+			}
+		}
+		if smbios != "" && smbios != hostSMBIOS {
+			// A host enrolled before issue 3/7 learns its SMBIOS UUID; an
+			// allowed re-enrollment takes the new one.
+			if _, err := tx.Exec(ctx, `UPDATE host SET smbios_uuid = $2 WHERE host_id = $1`, hostID, smbios); err != nil {
+				return fmt.Errorf("store: enroll agent %q for machine %s: record the SMBIOS UUID: %w", e.AgentID, guid, err)
 			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM reenrollment_allowance WHERE machine_guid = $1`, guid); err != nil {
@@ -370,27 +421,42 @@ func (s *Store) EnrollAgent(ctx context.Context, e NewEnrollment) error {
 	return err
 }
 
-// lockHost returns the host_id of guid, creating the host with the given
-// facts when it is new, and holds the host's row lock.
-func lockHost(ctx context.Context, tx pgx.Tx, guid string, now time.Time, h Host, fact func(string) string) (int32, error) {
+// poolHolders reports whether every one of holders was enrolled with a VDI
+// pool secret (CreateVDIPoolSecret); false when it cannot tell.
+func poolHolders(ctx context.Context, tx pgx.Tx, holders []Agent) bool {
+	ids := make([]string, len(holders))
+	for i, a := range holders {
+		ids[i] = a.ID
+	}
+	var all bool
+	err := tx.QueryRow(ctx, `SELECT count(*) = $2 FROM agent a JOIN enrollment_secret s ON s.id = a.secret_id
+		WHERE a.agent_id = ANY($1) AND s.vdi_pool`, ids, len(ids)).Scan(&all)
+	return err == nil && all
+}
+
+// lockHost returns the host_id of guid and the SMBIOS UUID it has on
+// record, creating the host with the given facts and smbios when it is new,
+// and holds the host's row lock.
+func lockHost(ctx context.Context, tx pgx.Tx, guid, smbios string, now time.Time, h Host, fact func(string) string) (int32, string, error) {
 	var id int32
 	err := tx.QueryRow(ctx, `INSERT INTO host (machine_guid, hostname, domain, os_caption, os_version, os_build,
-			agent_version, first_received, last_received)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+			agent_version, first_received, last_received, smbios_uuid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
 		ON CONFLICT (machine_guid) DO NOTHING RETURNING host_id`,
 		guid, fact(h.Hostname), fact(h.Domain), fact(h.OSCaption), fact(h.OSVersion), fact(h.OSBuild),
-		fact(h.AgentVersion), now).Scan(&id)
+		fact(h.AgentVersion), now, smbios).Scan(&id)
 	if err == nil {
-		return id, nil // new: the insert holds its lock
+		return id, smbios, nil // new: the insert holds its lock
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("create host: %w", err)
+		return 0, "", fmt.Errorf("create host: %w", err)
 	}
 	// Hosts are never deleted, so the conflicting row is still there.
-	if err := tx.QueryRow(ctx, `SELECT host_id FROM host WHERE machine_guid = $1 FOR UPDATE`, guid).Scan(&id); err != nil {
-		return 0, fmt.Errorf("lock host: %w", err)
+	var stored string
+	if err := tx.QueryRow(ctx, `SELECT host_id, smbios_uuid FROM host WHERE machine_guid = $1 FOR UPDATE`, guid).Scan(&id, &stored); err != nil {
+		return 0, "", fmt.Errorf("lock host: %w", err)
 	}
-	return id, nil
+	return id, stored, nil
 }
 
 // AllowReenrollment lets the next enrollment of machineGUID succeed although

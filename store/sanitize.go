@@ -181,7 +181,9 @@ func cleanReportAfter(r Report, machineGUID string, now, prev time.Time) (Report
 	}
 	if r.Host != nil {
 		h := *r.Host
-		if h.MachineGUID != "" && identity.NormalizeMachineGUID(h.MachineGUID) != machineGUID {
+		smbios, _ := identity.CanonicalSMBIOSUUID(h.SMBIOSUUID) // malformed: none
+		// A clone's host is named by its clone host key (identity.BoundHost).
+		if h.MachineGUID != "" && !identity.BoundHost(machineGUID, identity.NormalizeMachineGUID(h.MachineGUID), smbios) {
 			return fail("Host.MachineGUID", "%q differs from the host the batch is for (%q)", h.MachineGUID, machineGUID)
 		}
 		h.MachineGUID = machineGUID

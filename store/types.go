@@ -52,6 +52,11 @@ type Host struct {
 	LastBootTime time.Time
 	// AgentVersion is the version of the reporting agent.
 	AgentVersion string
+	// SMBIOSUUID is Win32_ComputerSystemProduct.UUID in the canonical form
+	// of identity.ParseSMBIOSUUID; empty when unknown. Recorded at
+	// enrollment (EnrollAgent), where it tells clones of one machine GUID
+	// apart (identity.Match); reports do not change it.
+	SMBIOSUUID string
 }
 
 // Account is the Win32_Account a logon session belongs to. Domain and Name

@@ -100,6 +100,7 @@ func Split(r *sessionauditv1.Report, l PartLimits) []*sessionauditv1.Report {
 		rep := &sessionauditv1.Report{Sequence: r.GetSequence() + uint64(i), Content: &sessionauditv1.Report_Snapshot{Snapshot: s}}
 		if i == 0 {
 			s.Errors = snap.GetErrors()
+			s.ServerSessionBuild = snap.GetServerSessionBuild()
 			rep.LostBefore = r.GetLostBefore()
 		}
 		out[i] = rep

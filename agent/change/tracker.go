@@ -65,7 +65,9 @@ type Options struct {
 //     StartTolerance, which is a reconnect, or ActiveTime becoming absent or
 //     present. IdleTime and ResourcesOpened are volatile and never a change
 //     on their own: the collector holds them as of the last report that
-//     carried the session.
+//     carried the session. The same holds for their sources in the
+//     MSFT_SmbSession mirror (smb.seconds_exists, smb.seconds_idle,
+//     smb.num_opens).
 //   - Errors: the set of collection errors differs from the last Snapshot
 //     or Delta's (compared by kind, class, property, instance key and raw
 //     value; not by message). Errors alone give a Delta with no upserts,
@@ -178,6 +180,7 @@ func (t *Tracker) Next(snap *sessionauditv1.Snapshot) (*sessionauditv1.Report, e
 		d.BaseSequence = t.state.StateSequence
 		d.TakenAt = cur.GetTakenAt()
 		d.Errors = cur.GetErrors()
+		d.ServerSessionBuild = cur.GetServerSessionBuild()
 		report.Content = &sessionauditv1.Report_Delta{Delta: d}
 	} else {
 		report.Content = &sessionauditv1.Report_Heartbeat{Heartbeat: &sessionauditv1.Heartbeat{
@@ -361,6 +364,11 @@ func (t *Tracker) serverChanged(old serverEntry, takenAt time.Time, cur *session
 func stable(s *sessionauditv1.ServerSession) *sessionauditv1.ServerSession {
 	c := proto.Clone(s).(*sessionauditv1.ServerSession)
 	c.ActiveTime, c.IdleTime, c.ResourcesOpened = nil, nil, nil
+	if c.Smb != nil {
+		// The mirror of MSFT_SmbSession: SecondsExists is ActiveTime,
+		// SecondsIdle IdleTime, NumOpens ResourcesOpened.
+		c.Smb.SecondsExists, c.Smb.SecondsIdle, c.Smb.NumOpens = nil, nil, nil
+	}
 	return c
 }
 

@@ -457,3 +457,38 @@ func TestStateApplyRefuses(t *testing.T) {
 		t.Errorf("refused reports moved the state to %d", st.Sequence)
 	}
 }
+
+// TestTrackerSmbSessionVolatile: the MSFT_SmbSession mirror's counters are
+// as volatile as the fields filled from them, and server_session_build rides
+// on every Delta without making one.
+func TestTrackerSmbSessionVolatile(t *testing.T) {
+	s := newScenario(t, Options{StartTolerance: 10 * time.Second})
+	smb := func(active, idle uint32, opens uint64, dialect string) *sessionauditv1.ServerSession {
+		ss := server("fe80::1", `CONTOSO\alice`, active, idle, uint32(opens))
+		ss.Smb = &sessionauditv1.SmbSession{SessionId: 7, ClientComputerName: "fe80::1", ClientUserName: `CONTOSO\alice`,
+			SecondsExists: u32(active), SecondsIdle: u32(idle), NumOpens: &opens, Dialect: dialect}
+		return ss
+	}
+	build := func(dup uint32) *sessionauditv1.ServerSessionBuild {
+		return &sessionauditv1.ServerSessionBuild{Source: "MSFT_SmbSession", Rows: 1 + dup, DroppedDuplicateKey: dup}
+	}
+	snap := func(ss *sessionauditv1.ServerSession, b *sessionauditv1.ServerSessionBuild) *sessionauditv1.Snapshot {
+		sn := s.snap(nil, []*sessionauditv1.ServerSession{ss})
+		sn.ServerSessionBuild = b
+		return sn
+	}
+	r := s.next(snap(smb(100, 0, 1, "3.1.1"), build(0)))
+	s.want(r, "snapshot")
+	if !proto.Equal(r.GetSnapshot().GetServerSessionBuild(), build(0)) {
+		t.Fatalf("snapshot build %v", r.GetSnapshot().GetServerSessionBuild())
+	}
+	s.clock.Advance(5 * time.Minute)
+	// Counters moved, and a duplicate appeared: no change on its own.
+	s.want(s.next(snap(smb(400, 290, 9, "3.1.1"), build(1))), "heartbeat")
+	s.clock.Advance(time.Minute)
+	r = s.next(snap(smb(460, 0, 2, "3.0"), build(2)))
+	s.want(r, "delta")
+	if !proto.Equal(r.GetDelta().GetServerSessionBuild(), build(2)) {
+		t.Fatalf("delta build %v", r.GetDelta().GetServerSessionBuild())
+	}
+}

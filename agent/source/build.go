@@ -23,6 +23,9 @@ type Collection struct {
 	TakenAt time.Time
 	// MachineGUID is the host's machine GUID, lower-case without braces.
 	MachineGUID string
+	// SMBIOSUUID is Win32_ComputerSystemProduct.UUID in the canonical form
+	// of identity.ParseSMBIOSUUID; "" when unread or a placeholder.
+	SMBIOSUUID string
 	// AgentVersion is the agent's version.
 	AgentVersion string
 	// OperatingSystem is the Win32_OperatingSystem instance; nil when the
@@ -35,8 +38,19 @@ type Collection struct {
 	LogonSessions []LogonSessionRow
 	// LoggedOnUsers are the Win32_LoggedOnUser instances.
 	LoggedOnUsers []LoggedOnUserRow
-	// ServerSessions are the Win32_ServerSession instances.
+	// ServerSessions are the Win32_ServerSession instances, when
+	// ServerSessionSource is ClassServerSession.
 	ServerSessions []ServerSessionRow
+	// SmbSessions are the MSFT_SmbSession instances, when
+	// ServerSessionSource is ClassSmbSession.
+	SmbSessions []SmbSessionRow
+	// ServerSessionSource is the class the server sessions were read from:
+	// ClassSmbSession, or ClassServerSession (also when empty).
+	ServerSessionSource string
+	// SmbFallbackReason is why MSFT_SmbSession was not used although the
+	// source tried it (its query failed, the namespace is missing); empty
+	// otherwise. It is reported in Snapshot.server_session_build.
+	SmbFallbackReason string
 	// SessionProcesses are the Win32_SessionProcess instances, when
 	// SessionProcessesCounted (see Lingering); BuildSnapshot ignores them.
 	SessionProcesses []SessionProcessRow
@@ -66,8 +80,9 @@ type BuildStats struct {
 	// DroppedLogonSessions counts Win32_LogonSession rows not reported: no
 	// LogonId, or a LogonId already seen in the same pass.
 	DroppedLogonSessions int
-	// DroppedServerSessions counts Win32_ServerSession rows not reported: no
-	// ComputerName, or a key (ComputerName, UserName) already seen.
+	// DroppedServerSessions counts server-session rows not reported: no
+	// computer name, a key (ComputerName, UserName) already seen, or a
+	// SessionId already seen; Snapshot.server_session_build says which.
 	DroppedServerSessions int
 	// Join counts what happened to the Win32_LoggedOnUser links.
 	Join JoinStats
@@ -120,6 +135,7 @@ func BuildSnapshot(c *Collection) (*sessionauditv1.Snapshot, BuildStats) {
 		missing(ClassComputerSystem)
 	}
 	host, errs := HostFromRows(c.MachineGUID, c.AgentVersion, os, cs)
+	host.SmbiosUuid = c.SMBIOSUUID
 	snap.Host = host
 	addErrs(errs)
 
@@ -145,43 +161,9 @@ func BuildSnapshot(c *Collection) (*sessionauditv1.Snapshot, BuildStats) {
 	}
 
 	if !failed[ClassServerSession] {
-		// Two rows under one key: keep the one that has existed longest (then
-		// the first), so that the choice does not depend on row order.
-		chosen := make(map[ServerSessionKey]ServerSessionRow, len(c.ServerSessions))
-		for _, row := range c.ServerSessions {
-			if row.ComputerName == "" {
-				stats.DroppedServerSessions++
-				continue
-			}
-			k := ServerSessionKey{ComputerName: row.ComputerName, UserName: row.UserName}
-			if prev, dup := chosen[k]; dup {
-				stats.DroppedServerSessions++
-				if activeTime(row) <= activeTime(prev) {
-					continue
-				}
-			}
-			chosen[k] = row
-		}
-		keys := make([]ServerSessionKey, 0, len(chosen))
-		for k := range chosen {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, CompareServerSessionKeys)
-		for _, k := range keys {
-			s, errs := ServerSessionFromRow(chosen[k])
-			addErrs(errs)
-			snap.ServerSessions = append(snap.ServerSessions, s)
-		}
+		buildServerSessions(c, snap, &stats, addErrs)
 	}
 	return snap, stats
-}
-
-// activeTime returns a row's ActiveTime, 0 when NULL.
-func activeTime(r ServerSessionRow) uint32 {
-	if r.ActiveTime == nil {
-		return 0
-	}
-	return *r.ActiveTime
 }
 
 // ServerSessionKey is the identity of a server session: the WMI keys of

@@ -19,4 +19,9 @@
 //   - LogonId is kept verbatim; it is never parsed as a number.
 //   - Accounts are joined to logon sessions through the parsed object paths
 //     of Win32_LoggedOnUser (see JoinAccounts for the rules).
+//   - Server sessions come from MSFT_SmbSession (ClassSmbSession) when the
+//     Collection says so, else from Win32_ServerSession; client computer
+//     names are normalised (NormalizeComputerName); rows left out (no
+//     computer, a duplicate key or SessionId) are counted in
+//     Snapshot.server_session_build, never dropped silently.
 package source

@@ -350,7 +350,10 @@ func (c *Client) EnsureIdentity(ctx context.Context) error {
 		if metaErr != nil {
 			c.log.Warn("agent metadata rebuilt from the certificate", "err", metaErr)
 		}
-		if loaded.MachineGUID != guid {
+		// A clone of a golden image holds a certificate for its clone host
+		// key (0003-security.md, "Machine identity that survives cloning").
+		smbios, _ := identity.CanonicalSMBIOSUUID(c.opts.Host().GetSmbiosUuid())
+		if !identity.BoundHost(loaded.MachineGUID, guid, smbios) {
 			c.log.Error("stored agent identity belongs to another machine (a cloned disk or image?): moving it aside and enrolling again",
 				"agent", loaded.AgentID, "identity_machine_guid", loaded.MachineGUID, "machine_guid", guid)
 			if err := c.store.moveAside(c.opts.Clock.Now()); err != nil {

@@ -14,6 +14,10 @@
 //   - The classes are queried in QueryOrder: the host's classes, then
 //     Win32_ServerSession, then the logon classes (the slow ones), so that
 //     a late logon query does not cost the SMB sessions of a snapshot.
+//     In the place of Win32_ServerSession it first queries MSFT_SmbSession
+//     in root\Microsoft\Windows\SMB on the same connection (a conn that
+//     is a namespaceConn); when that fails it falls back to
+//     Win32_ServerSession and says why (Collection.SmbFallbackReason).
 //   - Every query has a deadline (Settings.QueryTimeout, taken with the
 //     disabled classes from Options.Settings at every snapshot, so that a
 //     change needs no restart). The library has no timeout, so a query

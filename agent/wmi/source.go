@@ -114,6 +114,9 @@ type platform struct {
 	dial dialFunc
 	// machineGUID reads the machine GUID.
 	machineGUID func() (string, error)
+	// smbiosUUID reads Win32_ComputerSystemProduct.UUID, raw; nil when the
+	// platform has none (tests, other systems).
+	smbiosUUID func() (string, error)
 	// lookupSID resolves an account to its SID.
 	lookupSID lookupSIDFunc
 }
@@ -127,7 +130,9 @@ type Source struct {
 	w           *worker
 	sids        *sidResolver
 	machineGUID func() (string, error)
+	smbios      smbiosReader
 	lingering   source.Lingering // since when each session has been lingering (Snapshot)
+	fallback    string           // the last SmbFallbackReason logged (Collect)
 
 	mu     sync.Mutex
 	closed bool
@@ -172,6 +177,7 @@ func newSource(opts Options, c conn, p platform) (*Source, error) {
 			clock: opts.Clock, log: opts.Logger, after: opts.After, limit: opts.WatchdogDeadlines, hung: opts.Exit,
 		}),
 		machineGUID: p.machineGUID,
+		smbios:      smbiosReader{read: p.smbiosUUID},
 	}
 	if p.lookupSID != nil {
 		s.sids = newSIDResolver(p.lookupSID, opts.Clock, opts.Logger)
@@ -260,6 +266,7 @@ func (s *Source) Collect(ctx context.Context) (*source.Collection, error) {
 		return nil, fmt.Errorf("wmi: snapshot: machine GUID: %w", err)
 	}
 	c.MachineGUID = guid
+	c.SMBIOSUUID = s.smbios.get(s.log)
 
 	failed := make(map[string]source.ClassFailure)
 	var stuck error // the timeout or busy error that stops this pass
@@ -344,11 +351,53 @@ func (s *Source) queryClass(ctx context.Context, timeout time.Duration, class st
 	case source.ClassLoggedOnUser:
 		c.LoggedOnUsers, err = query[source.LoggedOnUserRow](ctx, s, timeout, class)
 	case source.ClassServerSession:
-		c.ServerSessions, err = query[source.ServerSessionRow](ctx, s, timeout, class)
+		return s.queryServerSessions(ctx, timeout, c)
 	default:
 		err = fmt.Errorf("no query for class %s", class)
 	}
 	return err
+}
+
+// queryServerSessions reads the server sessions into c: from
+// MSFT_SmbSession (source.NamespaceSMB) where the host has it, else from
+// Win32_ServerSession, noting why in c.SmbFallbackReason. A query of
+// MSFT_SmbSession past its deadline is not followed by the fallback (the
+// worker is still busy with it): its error is returned.
+func (s *Source) queryServerSessions(ctx context.Context, timeout time.Duration, c *source.Collection) error {
+	var rows []source.SmbSessionRow
+	err := s.w.queryNamespace(ctx, timeout, source.NamespaceSMB, source.ClassSmbSession,
+		SelectQuery[source.SmbSessionRow](source.ClassSmbSession), &rows)
+	if err == nil {
+		c.SmbSessions, c.ServerSessionSource = rows, source.ClassSmbSession
+		s.noteFallback("")
+		return nil
+	}
+	var timeoutErr *TimeoutError
+	var busy *BusyError
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.As(err, &timeoutErr) || errors.As(err, &busy) {
+		return fmt.Errorf("%s: %w", source.ClassSmbSession, err)
+	}
+	c.SmbFallbackReason = fmt.Sprintf("%s in %s: %v", source.ClassSmbSession, source.NamespaceSMB, err)
+	s.noteFallback(c.SmbFallbackReason)
+	c.ServerSessionSource = source.ClassServerSession
+	if c.ServerSessions, err = query[source.ServerSessionRow](ctx, s, timeout, source.ClassServerSession); err != nil {
+		return fmt.Errorf("%w (after %s)", err, c.SmbFallbackReason)
+	}
+	return nil
+}
+
+// noteFallback logs reason when it differs from the last one (so that a host
+// without the SMB namespace logs it once, not at every snapshot).
+func (s *Source) noteFallback(reason string) {
+	if reason == s.fallback {
+		return
+	}
+	s.fallback = reason
+	if reason != "" {
+		s.log.Warn("server sessions read from Win32_ServerSession instead of MSFT_SmbSession", "reason", reason)
+	} else {
+		s.log.Info("server sessions read from MSFT_SmbSession")
+	}
 }
 
 // query runs SelectQuery(class, Row) on the worker and returns its rows.

@@ -20,7 +20,7 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wmi: connect to WMI: %w", err)
 	}
-	s, err := newSource(opts, c, platform{dial: dial, machineGUID: readMachineGUID, lookupSID: lookupSID})
+	s, err := newSource(opts, c, platform{dial: dial, machineGUID: readMachineGUID, smbiosUUID: readSMBIOSUUID, lookupSID: lookupSID})
 	if err != nil {
 		_ = c.Close()
 		return nil, err
@@ -47,6 +47,13 @@ type swbemConn struct{ s *wmilib.SWbemServices }
 // Query runs wql in the default namespace (root\cimv2) into dst.
 func (c swbemConn) Query(wql string, dst any) error { return c.s.Query(wql, dst) }
 
+// QueryNamespace runs wql in namespace (root\Microsoft\Windows\SMB, say)
+// into dst, through the same SWbemServices (which connects to the
+// namespace for this query).
+func (c swbemConn) QueryNamespace(namespace, wql string, dst any) error {
+	return c.s.Query(wql, dst, nil, namespace)
+}
+
 // Close releases the connection.
 func (c swbemConn) Close() error { return c.s.Close() }
 
@@ -65,6 +72,20 @@ func readMachineGUID() (string, error) {
 		return "", fmt.Errorf(`read HKLM\%s\MachineGuid: %w`, path, err)
 	}
 	return identity.ParseMachineGUID(v)
+}
+
+// readSMBIOSUUID reads Win32_ComputerSystemProduct.UUID once, on a
+// connection of its own (it runs before the first snapshot's queries, and
+// never again once it answered).
+func readSMBIOSUUID() (string, error) {
+	var rows []computerSystemProductRow
+	if err := wmilib.Query(SelectQuery[computerSystemProductRow](ClassComputerSystemProduct), &rows); err != nil {
+		return "", err
+	}
+	if len(rows) == 0 {
+		return "", errors.New("no instance")
+	}
+	return rows[0].UUID, nil
 }
 
 // lookupSID resolves domain\name with LookupAccountName on the local

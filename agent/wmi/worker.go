@@ -2,6 +2,7 @@ package wmi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -19,6 +20,17 @@ type conn interface {
 	Query(wql string, dst any) error
 	Close() error
 }
+
+// namespaceConn is a conn that can also query a namespace other than the
+// default one (root\cimv2) on the same connection. A conn without it
+// answers every query in another namespace with errNoNamespace.
+type namespaceConn interface {
+	QueryNamespace(namespace, wql string, dst any) error
+}
+
+// errNoNamespace is the error of a query in another namespace on a conn that
+// is not a namespaceConn.
+var errNoNamespace = errors.New("this WMI connection cannot query another namespace")
 
 // dialFunc makes a new connection to WMI.
 type dialFunc func() (conn, error)
@@ -131,14 +143,15 @@ type workerOptions struct {
 
 // request is one query handed to the worker.
 type request struct {
-	class    string
-	wql      string
-	dst      any
-	timeout  time.Duration
-	started  time.Time
-	overran  bool          // set by the caller when it stopped waiting; under worker.mu
-	answer   chan error    // buffered: the worker never blocks on it
-	returned chan struct{} // closed by the worker when the query returned
+	class     string
+	namespace string // "" for the connection's default namespace
+	wql       string
+	dst       any
+	timeout   time.Duration
+	started   time.Time
+	overran   bool          // set by the caller when it stopped waiting; under worker.mu
+	answer    chan error    // buffered: the worker never blocks on it
+	returned  chan struct{} // closed by the worker when the query returned
 }
 
 // newWorker starts a worker that owns c (which may be nil: the first query
@@ -182,7 +195,7 @@ func (w *worker) loop(c conn) {
 			panicked := false
 			if c != nil {
 				var stack []byte
-				panicked, stack, err = safeQuery(c, r.wql, r.dst)
+				panicked, stack, err = safeQuery(c, r.namespace, r.wql, r.dst)
 				if panicked {
 					w.log.Error("WMI query panicked: recovered; the class is reported as QUERY_FAILED and the connection is made anew",
 						"class", r.class, "err", err, "stack", string(stack))
@@ -210,13 +223,20 @@ func (w *worker) loop(c conn) {
 
 // safeQuery runs c.Query, turning a panic (of the COM layer, say) into an
 // error and returning the panicking goroutine's stack.
-func safeQuery(c conn, wql string, dst any) (panicked bool, stack []byte, err error) {
+func safeQuery(c conn, namespace, wql string, dst any) (panicked bool, stack []byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			panicked, stack, err = true, debug.Stack(), fmt.Errorf("WMI query %q panicked: %v", wql, p)
 		}
 	}()
-	return false, nil, c.Query(wql, dst)
+	if namespace == "" {
+		return false, nil, c.Query(wql, dst)
+	}
+	nc, ok := c.(namespaceConn)
+	if !ok {
+		return false, nil, errNoNamespace
+	}
+	return false, nil, nc.QueryNamespace(namespace, wql, dst)
 }
 
 // query runs wql into dst on the worker and waits until it answers, until
@@ -225,6 +245,11 @@ func safeQuery(c conn, wql string, dst any) (panicked bool, stack []byte, err er
 // must not be read: the worker still writes it. When an earlier query is
 // still running it returns a *BusyError at once.
 func (w *worker) query(ctx context.Context, timeout time.Duration, class, wql string, dst any) error {
+	return w.queryNamespace(ctx, timeout, "", class, wql, dst)
+}
+
+// queryNamespace is query in namespace ("" for the connection's default).
+func (w *worker) queryNamespace(ctx context.Context, timeout time.Duration, namespace, class, wql string, dst any) error {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -239,7 +264,7 @@ func (w *worker) query(ctx context.Context, timeout time.Duration, class, wql st
 		w.mu.Unlock()
 		return err
 	}
-	r := &request{class: class, wql: wql, dst: dst, timeout: timeout, started: w.clock.Now(),
+	r := &request{class: class, namespace: namespace, wql: wql, dst: dst, timeout: timeout, started: w.clock.Now(),
 		answer: make(chan error, 1), returned: make(chan struct{})}
 	w.running = r
 	w.mu.Unlock()

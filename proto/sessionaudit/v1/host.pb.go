@@ -54,7 +54,18 @@ type Host struct {
 	// unique within one boot; a new value ends every open session of the last.
 	LastBootTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_boot_time,json=lastBootTime,proto3" json:"last_boot_time,omitempty"`
 	// The sessionaudit agent's version (semantic version of the build).
-	AgentVersion  string `protobuf:"bytes,8,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	AgentVersion string `protobuf:"bytes,8,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	// Win32_ComputerSystemProduct.UUID, the SMBIOS system UUID of the hardware
+	// or virtual machine, in the canonical form of proto/identity
+	// (ParseSMBIOSUUID: lower case, no braces); empty when the agent could not
+	// read it or it is a placeholder no machine can be told by (the nil UUID,
+	// all F, the well-known firmware defaults: identity.UsableSMBIOSUUID).
+	// Together with machine_guid it decides which machine an enrollment is
+	// (0003-security.md, "Machine identity that survives cloning",
+	// identity.Match): a clone of a golden image has the image's machine_guid
+	// and its own SMBIOS UUID; a reimaged machine a new machine_guid and the
+	// same SMBIOS UUID. Added in issue 3/7; agents before it leave it empty.
+	SmbiosUuid    string `protobuf:"bytes,9,opt,name=smbios_uuid,json=smbiosUuid,proto3" json:"smbios_uuid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,11 +156,18 @@ func (x *Host) GetAgentVersion() string {
 	return ""
 }
 
+func (x *Host) GetSmbiosUuid() string {
+	if x != nil {
+		return x.SmbiosUuid
+	}
+	return ""
+}
+
 var File_sessionaudit_v1_host_proto protoreflect.FileDescriptor
 
 const file_sessionaudit_v1_host_proto_rawDesc = "" +
 	"\n" +
-	"\x1asessionaudit/v1/host.proto\x12\x0fsessionaudit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x02\n" +
+	"\x1asessionaudit/v1/host.proto\x12\x0fsessionaudit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x02\n" +
 	"\x04Host\x12!\n" +
 	"\fmachine_guid\x18\x01 \x01(\tR\vmachineGuid\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
@@ -160,7 +178,9 @@ const file_sessionaudit_v1_host_proto_rawDesc = "" +
 	"os_version\x18\x05 \x01(\tR\tosVersion\x12\x19\n" +
 	"\bos_build\x18\x06 \x01(\tR\aosBuild\x12@\n" +
 	"\x0elast_boot_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\flastBootTime\x12#\n" +
-	"\ragent_version\x18\b \x01(\tR\fagentVersionBKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
+	"\ragent_version\x18\b \x01(\tR\fagentVersion\x12\x1f\n" +
+	"\vsmbios_uuid\x18\t \x01(\tR\n" +
+	"smbiosUuidBKZIgithub.com/sessionaudit/sessionaudit/proto/sessionaudit/v1;sessionauditv1b\x06proto3"
 
 var (
 	file_sessionaudit_v1_host_proto_rawDescOnce sync.Once

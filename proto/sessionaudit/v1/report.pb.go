@@ -293,9 +293,12 @@ type Snapshot struct {
 	Part uint32 `protobuf:"varint,6,opt,name=part,proto3" json:"part,omitempty"`
 	// The number of parts of a split snapshot, at least 2; 0 when it was not
 	// split. Added 2026-12-04.
-	PartsTotal    uint32 `protobuf:"varint,7,opt,name=parts_total,json=partsTotal,proto3" json:"parts_total,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PartsTotal uint32 `protobuf:"varint,7,opt,name=parts_total,json=partsTotal,proto3" json:"parts_total,omitempty"`
+	// How server_sessions were built: the class read and the rows left out.
+	// Absent from agents older than 2026-12-04. Added 2026-12-04.
+	ServerSessionBuild *ServerSessionBuild `protobuf:"bytes,8,opt,name=server_session_build,json=serverSessionBuild,proto3" json:"server_session_build,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
@@ -377,6 +380,112 @@ func (x *Snapshot) GetPartsTotal() uint32 {
 	return 0
 }
 
+func (x *Snapshot) GetServerSessionBuild() *ServerSessionBuild {
+	if x != nil {
+		return x.ServerSessionBuild
+	}
+	return nil
+}
+
+// ServerSessionBuild says how an agent built its list of server sessions,
+// so that rows it left out are counted rather than lost
+// (docs/agent.md, "Server sessions").
+type ServerSessionBuild struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The class the rows came from: "MSFT_SmbSession" or "Win32_ServerSession";
+	// empty when neither query succeeded.
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// Why the agent fell back to Win32_ServerSession: the error of the
+	// MSFT_SmbSession query (the namespace is missing on the host, the query
+	// failed); empty when it did not fall back.
+	FallbackReason string `protobuf:"bytes,2,opt,name=fallback_reason,json=fallbackReason,proto3" json:"fallback_reason,omitempty"`
+	// Rows received from the class in source.
+	Rows uint32 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	// Rows left out because they named no client computer.
+	DroppedNoComputer uint32 `protobuf:"varint,4,opt,name=dropped_no_computer,json=droppedNoComputer,proto3" json:"dropped_no_computer,omitempty"`
+	// Rows left out because another row had the same (computer_name,
+	// user_name), the key the collector stores server sessions by; the one
+	// that has existed longest is kept.
+	DroppedDuplicateKey uint32 `protobuf:"varint,5,opt,name=dropped_duplicate_key,json=droppedDuplicateKey,proto3" json:"dropped_duplicate_key,omitempty"`
+	// MSFT_SmbSession rows left out because another row had the same
+	// SessionId.
+	DroppedDuplicateSessionId uint32 `protobuf:"varint,6,opt,name=dropped_duplicate_session_id,json=droppedDuplicateSessionId,proto3" json:"dropped_duplicate_session_id,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *ServerSessionBuild) Reset() {
+	*x = ServerSessionBuild{}
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerSessionBuild) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerSessionBuild) ProtoMessage() {}
+
+func (x *ServerSessionBuild) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerSessionBuild.ProtoReflect.Descriptor instead.
+func (*ServerSessionBuild) Descriptor() ([]byte, []int) {
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ServerSessionBuild) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ServerSessionBuild) GetFallbackReason() string {
+	if x != nil {
+		return x.FallbackReason
+	}
+	return ""
+}
+
+func (x *ServerSessionBuild) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ServerSessionBuild) GetDroppedNoComputer() uint32 {
+	if x != nil {
+		return x.DroppedNoComputer
+	}
+	return 0
+}
+
+func (x *ServerSessionBuild) GetDroppedDuplicateKey() uint32 {
+	if x != nil {
+		return x.DroppedDuplicateKey
+	}
+	return 0
+}
+
+func (x *ServerSessionBuild) GetDroppedDuplicateSessionId() uint32 {
+	if x != nil {
+		return x.DroppedDuplicateSessionId
+	}
+	return 0
+}
+
 // Delta is the difference between the snapshot taken at taken_at and the
 // state after the report numbered base_sequence. Applying it to that state
 // gives the new complete state. A Delta never spans a reboot or a change of
@@ -411,14 +520,18 @@ type Delta struct {
 	// Problems met while taking the underlying snapshot: all of them, not only
 	// new ones (a Heartbeat means the errors, too, are unchanged). A class whose
 	// query failed reports no change for that class. At most 100 per report.
-	Errors        []*CollectionError `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Errors []*CollectionError `protobuf:"bytes,8,rep,name=errors,proto3" json:"errors,omitempty"`
+	// How the underlying snapshot's server sessions were built, as in
+	// Snapshot.server_session_build. A change of these counts alone does not
+	// make a Delta. Added 2026-12-04.
+	ServerSessionBuild *ServerSessionBuild `protobuf:"bytes,9,opt,name=server_session_build,json=serverSessionBuild,proto3" json:"server_session_build,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[2]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +543,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[2]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +556,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{2}
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Delta) GetBaseSequence() uint64 {
@@ -502,6 +615,13 @@ func (x *Delta) GetErrors() []*CollectionError {
 	return nil
 }
 
+func (x *Delta) GetServerSessionBuild() *ServerSessionBuild {
+	if x != nil {
+		return x.ServerSessionBuild
+	}
+	return nil
+}
+
 // Heartbeat says that a snapshot taken at taken_at equalled the state after
 // report base_sequence: nothing changed, collection errors included (a new
 // or cleared error is sent as a Delta). Only the latest of a run of
@@ -520,7 +640,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[3]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +652,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[3]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +665,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{3}
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Heartbeat) GetBaseSequence() uint64 {
@@ -617,7 +737,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[4]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +749,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[4]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +762,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{4}
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Report) GetSequence() uint64 {
@@ -741,7 +861,7 @@ type LostReports struct {
 
 func (x *LostReports) Reset() {
 	*x = LostReports{}
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +873,7 @@ func (x *LostReports) String() string {
 func (*LostReports) ProtoMessage() {}
 
 func (x *LostReports) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[5]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +886,7 @@ func (x *LostReports) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LostReports.ProtoReflect.Descriptor instead.
 func (*LostReports) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{5}
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LostReports) GetFirstSequence() uint64 {
@@ -827,7 +947,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[6]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +959,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_report_proto_msgTypes[6]
+	mi := &file_sessionaudit_v1_report_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +972,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{6}
+	return file_sessionaudit_v1_report_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Batch) GetReports() []*Report {
@@ -894,7 +1014,7 @@ const file_sessionaudit_v1_report_proto_rawDesc = "" +
 	"\bproperty\x18\x03 \x01(\tR\bproperty\x12!\n" +
 	"\finstance_key\x18\x04 \x01(\tR\vinstanceKey\x12\x1b\n" +
 	"\traw_value\x18\x05 \x01(\tR\brawValue\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"\xea\x02\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\xc1\x03\n" +
 	"\bSnapshot\x12)\n" +
 	"\x04host\x18\x01 \x01(\v2\x15.sessionaudit.v1.HostR\x04host\x125\n" +
 	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x12D\n" +
@@ -903,7 +1023,15 @@ const file_sessionaudit_v1_report_proto_rawDesc = "" +
 	"\x06errors\x18\x05 \x03(\v2 .sessionaudit.v1.CollectionErrorR\x06errors\x12\x12\n" +
 	"\x04part\x18\x06 \x01(\rR\x04part\x12\x1f\n" +
 	"\vparts_total\x18\a \x01(\rR\n" +
-	"partsTotal\"\xa4\x04\n" +
+	"partsTotal\x12U\n" +
+	"\x14server_session_build\x18\b \x01(\v2#.sessionaudit.v1.ServerSessionBuildR\x12serverSessionBuild\"\x8e\x02\n" +
+	"\x12ServerSessionBuild\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12'\n" +
+	"\x0ffallback_reason\x18\x02 \x01(\tR\x0efallbackReason\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\rR\x04rows\x12.\n" +
+	"\x13dropped_no_computer\x18\x04 \x01(\rR\x11droppedNoComputer\x122\n" +
+	"\x15dropped_duplicate_key\x18\x05 \x01(\rR\x13droppedDuplicateKey\x12?\n" +
+	"\x1cdropped_duplicate_session_id\x18\x06 \x01(\rR\x19droppedDuplicateSessionId\"\xfb\x04\n" +
 	"\x05Delta\x12#\n" +
 	"\rbase_sequence\x18\x01 \x01(\x04R\fbaseSequence\x125\n" +
 	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x12)\n" +
@@ -912,7 +1040,8 @@ const file_sessionaudit_v1_report_proto_rawDesc = "" +
 	"\x14logon_sessions_ended\x18\x05 \x03(\v2 .sessionaudit.v1.LogonSessionKeyR\x12logonSessionsEnded\x12X\n" +
 	"\x18server_sessions_upserted\x18\x06 \x03(\v2\x1e.sessionaudit.v1.ServerSessionR\x16serverSessionsUpserted\x12U\n" +
 	"\x15server_sessions_ended\x18\a \x03(\v2!.sessionaudit.v1.ServerSessionKeyR\x13serverSessionsEnded\x128\n" +
-	"\x06errors\x18\b \x03(\v2 .sessionaudit.v1.CollectionErrorR\x06errors\"g\n" +
+	"\x06errors\x18\b \x03(\v2 .sessionaudit.v1.CollectionErrorR\x06errors\x12U\n" +
+	"\x14server_session_build\x18\t \x01(\v2#.sessionaudit.v1.ServerSessionBuildR\x12serverSessionBuild\"g\n" +
 	"\tHeartbeat\x12#\n" +
 	"\rbase_sequence\x18\x01 \x01(\x04R\fbaseSequence\x125\n" +
 	"\btaken_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x93\x02\n" +
@@ -958,51 +1087,54 @@ func file_sessionaudit_v1_report_proto_rawDescGZIP() []byte {
 }
 
 var file_sessionaudit_v1_report_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sessionaudit_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_sessionaudit_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_sessionaudit_v1_report_proto_goTypes = []any{
 	(CollectionErrorKind)(0),      // 0: sessionaudit.v1.CollectionErrorKind
 	(LostReportsReason)(0),        // 1: sessionaudit.v1.LostReportsReason
 	(*CollectionError)(nil),       // 2: sessionaudit.v1.CollectionError
 	(*Snapshot)(nil),              // 3: sessionaudit.v1.Snapshot
-	(*Delta)(nil),                 // 4: sessionaudit.v1.Delta
-	(*Heartbeat)(nil),             // 5: sessionaudit.v1.Heartbeat
-	(*Report)(nil),                // 6: sessionaudit.v1.Report
-	(*LostReports)(nil),           // 7: sessionaudit.v1.LostReports
-	(*Batch)(nil),                 // 8: sessionaudit.v1.Batch
-	(*Host)(nil),                  // 9: sessionaudit.v1.Host
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*LogonSession)(nil),          // 11: sessionaudit.v1.LogonSession
-	(*ServerSession)(nil),         // 12: sessionaudit.v1.ServerSession
-	(*LogonSessionKey)(nil),       // 13: sessionaudit.v1.LogonSessionKey
-	(*ServerSessionKey)(nil),      // 14: sessionaudit.v1.ServerSessionKey
+	(*ServerSessionBuild)(nil),    // 4: sessionaudit.v1.ServerSessionBuild
+	(*Delta)(nil),                 // 5: sessionaudit.v1.Delta
+	(*Heartbeat)(nil),             // 6: sessionaudit.v1.Heartbeat
+	(*Report)(nil),                // 7: sessionaudit.v1.Report
+	(*LostReports)(nil),           // 8: sessionaudit.v1.LostReports
+	(*Batch)(nil),                 // 9: sessionaudit.v1.Batch
+	(*Host)(nil),                  // 10: sessionaudit.v1.Host
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*LogonSession)(nil),          // 12: sessionaudit.v1.LogonSession
+	(*ServerSession)(nil),         // 13: sessionaudit.v1.ServerSession
+	(*LogonSessionKey)(nil),       // 14: sessionaudit.v1.LogonSessionKey
+	(*ServerSessionKey)(nil),      // 15: sessionaudit.v1.ServerSessionKey
 }
 var file_sessionaudit_v1_report_proto_depIdxs = []int32{
 	0,  // 0: sessionaudit.v1.CollectionError.kind:type_name -> sessionaudit.v1.CollectionErrorKind
-	9,  // 1: sessionaudit.v1.Snapshot.host:type_name -> sessionaudit.v1.Host
-	10, // 2: sessionaudit.v1.Snapshot.taken_at:type_name -> google.protobuf.Timestamp
-	11, // 3: sessionaudit.v1.Snapshot.logon_sessions:type_name -> sessionaudit.v1.LogonSession
-	12, // 4: sessionaudit.v1.Snapshot.server_sessions:type_name -> sessionaudit.v1.ServerSession
+	10, // 1: sessionaudit.v1.Snapshot.host:type_name -> sessionaudit.v1.Host
+	11, // 2: sessionaudit.v1.Snapshot.taken_at:type_name -> google.protobuf.Timestamp
+	12, // 3: sessionaudit.v1.Snapshot.logon_sessions:type_name -> sessionaudit.v1.LogonSession
+	13, // 4: sessionaudit.v1.Snapshot.server_sessions:type_name -> sessionaudit.v1.ServerSession
 	2,  // 5: sessionaudit.v1.Snapshot.errors:type_name -> sessionaudit.v1.CollectionError
-	10, // 6: sessionaudit.v1.Delta.taken_at:type_name -> google.protobuf.Timestamp
-	9,  // 7: sessionaudit.v1.Delta.host:type_name -> sessionaudit.v1.Host
-	11, // 8: sessionaudit.v1.Delta.logon_sessions_upserted:type_name -> sessionaudit.v1.LogonSession
-	13, // 9: sessionaudit.v1.Delta.logon_sessions_ended:type_name -> sessionaudit.v1.LogonSessionKey
-	12, // 10: sessionaudit.v1.Delta.server_sessions_upserted:type_name -> sessionaudit.v1.ServerSession
-	14, // 11: sessionaudit.v1.Delta.server_sessions_ended:type_name -> sessionaudit.v1.ServerSessionKey
-	2,  // 12: sessionaudit.v1.Delta.errors:type_name -> sessionaudit.v1.CollectionError
-	10, // 13: sessionaudit.v1.Heartbeat.taken_at:type_name -> google.protobuf.Timestamp
-	3,  // 14: sessionaudit.v1.Report.snapshot:type_name -> sessionaudit.v1.Snapshot
-	4,  // 15: sessionaudit.v1.Report.delta:type_name -> sessionaudit.v1.Delta
-	5,  // 16: sessionaudit.v1.Report.heartbeat:type_name -> sessionaudit.v1.Heartbeat
-	7,  // 17: sessionaudit.v1.Report.lost_before:type_name -> sessionaudit.v1.LostReports
-	1,  // 18: sessionaudit.v1.LostReports.reason:type_name -> sessionaudit.v1.LostReportsReason
-	6,  // 19: sessionaudit.v1.Batch.reports:type_name -> sessionaudit.v1.Report
-	10, // 20: sessionaudit.v1.Batch.sent_at:type_name -> google.protobuf.Timestamp
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	4,  // 6: sessionaudit.v1.Snapshot.server_session_build:type_name -> sessionaudit.v1.ServerSessionBuild
+	11, // 7: sessionaudit.v1.Delta.taken_at:type_name -> google.protobuf.Timestamp
+	10, // 8: sessionaudit.v1.Delta.host:type_name -> sessionaudit.v1.Host
+	12, // 9: sessionaudit.v1.Delta.logon_sessions_upserted:type_name -> sessionaudit.v1.LogonSession
+	14, // 10: sessionaudit.v1.Delta.logon_sessions_ended:type_name -> sessionaudit.v1.LogonSessionKey
+	13, // 11: sessionaudit.v1.Delta.server_sessions_upserted:type_name -> sessionaudit.v1.ServerSession
+	15, // 12: sessionaudit.v1.Delta.server_sessions_ended:type_name -> sessionaudit.v1.ServerSessionKey
+	2,  // 13: sessionaudit.v1.Delta.errors:type_name -> sessionaudit.v1.CollectionError
+	4,  // 14: sessionaudit.v1.Delta.server_session_build:type_name -> sessionaudit.v1.ServerSessionBuild
+	11, // 15: sessionaudit.v1.Heartbeat.taken_at:type_name -> google.protobuf.Timestamp
+	3,  // 16: sessionaudit.v1.Report.snapshot:type_name -> sessionaudit.v1.Snapshot
+	5,  // 17: sessionaudit.v1.Report.delta:type_name -> sessionaudit.v1.Delta
+	6,  // 18: sessionaudit.v1.Report.heartbeat:type_name -> sessionaudit.v1.Heartbeat
+	8,  // 19: sessionaudit.v1.Report.lost_before:type_name -> sessionaudit.v1.LostReports
+	1,  // 20: sessionaudit.v1.LostReports.reason:type_name -> sessionaudit.v1.LostReportsReason
+	7,  // 21: sessionaudit.v1.Batch.reports:type_name -> sessionaudit.v1.Report
+	11, // 22: sessionaudit.v1.Batch.sent_at:type_name -> google.protobuf.Timestamp
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_report_proto_init() }
@@ -1012,7 +1144,7 @@ func file_sessionaudit_v1_report_proto_init() {
 	}
 	file_sessionaudit_v1_host_proto_init()
 	file_sessionaudit_v1_session_proto_init()
-	file_sessionaudit_v1_report_proto_msgTypes[4].OneofWrappers = []any{
+	file_sessionaudit_v1_report_proto_msgTypes[5].OneofWrappers = []any{
 		(*Report_Snapshot)(nil),
 		(*Report_Delta)(nil),
 		(*Report_Heartbeat)(nil),
@@ -1023,7 +1155,7 @@ func file_sessionaudit_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionaudit_v1_report_proto_rawDesc), len(file_sessionaudit_v1_report_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -553,8 +553,19 @@ type ServerSession struct {
 	// UserName (CIM string, key): the user that established the session, as
 	// given; may be empty. (computer_name, user_name) is unique in a snapshot:
 	// of two rows with the same pair, the agent keeps the one with the larger
-	// active_time.
-	UserName      string `protobuf:"bytes,14,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	// active_time and counts the other in
+	// Snapshot.server_session_build.dropped_duplicate_key.
+	UserName string `protobuf:"bytes,14,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	// The MSFT_SmbSession instance this session was made from, when the agent
+	// read server sessions from root\Microsoft\Windows\SMB; absent when they
+	// came from Win32_ServerSession (ServerSessionBuild.source). The other
+	// fields are then filled from it: computer_name from ClientComputerName
+	// (normalised as described there), user_name from ClientUserName
+	// (DOMAIN\user), active_time from SecondsExists, idle_time from
+	// SecondsIdle, resources_opened from NumOpens (capped at 2^32-1),
+	// transport_name from TransportName. smb.session_id is unique on the
+	// host, unlike (computer_name, user_name). Added 2026-12-04.
+	Smb           *SmbSession `protobuf:"bytes,15,opt,name=smb,proto3" json:"smb,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -687,6 +698,161 @@ func (x *ServerSession) GetUserName() string {
 	return ""
 }
 
+func (x *ServerSession) GetSmb() *SmbSession {
+	if x != nil {
+		return x.Smb
+	}
+	return nil
+}
+
+// SmbSession mirrors MSFT_SmbSession (namespace root\Microsoft\Windows\SMB,
+// provider smbwmiv2), property by property: a session an SMB client holds on
+// this host, seen from the server. Strings are as WMI gave them, except
+// client_computer_name (see there).
+type SmbSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SessionId (CIM uint64, key): the session's identifier, unique among the
+	// host's sessions while it runs.
+	SessionId uint64 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// ScopeName (CIM string): the scope (server name) the session is bound to.
+	ScopeName string `protobuf:"bytes,2,opt,name=scope_name,json=scopeName,proto3" json:"scope_name,omitempty"`
+	// ClusterNodeName (CIM string): the cluster node actually serving the
+	// session; empty outside a cluster.
+	ClusterNodeName string `protobuf:"bytes,3,opt,name=cluster_node_name,json=clusterNodeName,proto3" json:"cluster_node_name,omitempty"`
+	// ClientComputerName (CIM string): the client, normalised: an IPv6 address
+	// in brackets loses them ("[fe80::1]" -> "fe80::1") and an IPv4-mapped
+	// IPv6 address is written as IPv4 ("::ffff:10.0.0.1" -> "10.0.0.1"); any
+	// other value is kept as given.
+	ClientComputerName string `protobuf:"bytes,4,opt,name=client_computer_name,json=clientComputerName,proto3" json:"client_computer_name,omitempty"`
+	// ClientUserName (CIM string): the user, as DOMAIN\user.
+	ClientUserName string `protobuf:"bytes,5,opt,name=client_user_name,json=clientUserName,proto3" json:"client_user_name,omitempty"`
+	// NumOpens (CIM uint64): files, pipes and directories open in the session.
+	// Absent when WMI gave NULL.
+	NumOpens *uint64 `protobuf:"varint,6,opt,name=num_opens,json=numOpens,proto3,oneof" json:"num_opens,omitempty"`
+	// SecondsIdle (CIM uint32): how long the session has been idle. Absent when
+	// NULL.
+	SecondsIdle *uint32 `protobuf:"varint,7,opt,name=seconds_idle,json=secondsIdle,proto3,oneof" json:"seconds_idle,omitempty"`
+	// SecondsExists (CIM uint32): how long the session has existed. Absent when
+	// NULL.
+	SecondsExists *uint32 `protobuf:"varint,8,opt,name=seconds_exists,json=secondsExists,proto3,oneof" json:"seconds_exists,omitempty"`
+	// Dialect (CIM string): the SMB dialect, e.g. "3.1.1".
+	Dialect string `protobuf:"bytes,9,opt,name=dialect,proto3" json:"dialect,omitempty"`
+	// TransportName (CIM string): the transport the client uses.
+	TransportName string `protobuf:"bytes,10,opt,name=transport_name,json=transportName,proto3" json:"transport_name,omitempty"`
+	// SmbInstance (CIM uint32): the SMB server instance (0 default, 1 CSV,
+	// 2 SBL, 3 SR). Absent when NULL.
+	SmbInstance   *uint32 `protobuf:"varint,11,opt,name=smb_instance,json=smbInstance,proto3,oneof" json:"smb_instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SmbSession) Reset() {
+	*x = SmbSession{}
+	mi := &file_sessionaudit_v1_session_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SmbSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SmbSession) ProtoMessage() {}
+
+func (x *SmbSession) ProtoReflect() protoreflect.Message {
+	mi := &file_sessionaudit_v1_session_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SmbSession.ProtoReflect.Descriptor instead.
+func (*SmbSession) Descriptor() ([]byte, []int) {
+	return file_sessionaudit_v1_session_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SmbSession) GetSessionId() uint64 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *SmbSession) GetScopeName() string {
+	if x != nil {
+		return x.ScopeName
+	}
+	return ""
+}
+
+func (x *SmbSession) GetClusterNodeName() string {
+	if x != nil {
+		return x.ClusterNodeName
+	}
+	return ""
+}
+
+func (x *SmbSession) GetClientComputerName() string {
+	if x != nil {
+		return x.ClientComputerName
+	}
+	return ""
+}
+
+func (x *SmbSession) GetClientUserName() string {
+	if x != nil {
+		return x.ClientUserName
+	}
+	return ""
+}
+
+func (x *SmbSession) GetNumOpens() uint64 {
+	if x != nil && x.NumOpens != nil {
+		return *x.NumOpens
+	}
+	return 0
+}
+
+func (x *SmbSession) GetSecondsIdle() uint32 {
+	if x != nil && x.SecondsIdle != nil {
+		return *x.SecondsIdle
+	}
+	return 0
+}
+
+func (x *SmbSession) GetSecondsExists() uint32 {
+	if x != nil && x.SecondsExists != nil {
+		return *x.SecondsExists
+	}
+	return 0
+}
+
+func (x *SmbSession) GetDialect() string {
+	if x != nil {
+		return x.Dialect
+	}
+	return ""
+}
+
+func (x *SmbSession) GetTransportName() string {
+	if x != nil {
+		return x.TransportName
+	}
+	return ""
+}
+
+func (x *SmbSession) GetSmbInstance() uint32 {
+	if x != nil && x.SmbInstance != nil {
+		return *x.SmbInstance
+	}
+	return 0
+}
+
 // ServerSessionKey names a server session: the WMI keys of Win32_ServerSession.
 // Both strings are bounded as in ServerSession: refused above the
 // collector's bound, kept to limits.MaxStringBytes (1024) bytes by the store
@@ -703,7 +869,7 @@ type ServerSessionKey struct {
 
 func (x *ServerSessionKey) Reset() {
 	*x = ServerSessionKey{}
-	mi := &file_sessionaudit_v1_session_proto_msgTypes[4]
+	mi := &file_sessionaudit_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +881,7 @@ func (x *ServerSessionKey) String() string {
 func (*ServerSessionKey) ProtoMessage() {}
 
 func (x *ServerSessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_sessionaudit_v1_session_proto_msgTypes[4]
+	mi := &file_sessionaudit_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +894,7 @@ func (x *ServerSessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerSessionKey.ProtoReflect.Descriptor instead.
 func (*ServerSessionKey) Descriptor() ([]byte, []int) {
-	return file_sessionaudit_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_sessionaudit_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ServerSessionKey) GetComputerName() string {
@@ -772,7 +938,7 @@ const file_sessionaudit_v1_session_proto_rawDesc = "" +
 	"\x0flingering_since\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0elingeringSinceB\x11\n" +
 	"\x0f_logon_type_raw\",\n" +
 	"\x0fLogonSessionKey\x12\x19\n" +
-	"\blogon_id\x18\x01 \x01(\tR\alogonId\"\xf6\x04\n" +
+	"\blogon_id\x18\x01 \x01(\tR\alogonId\"\xa5\x05\n" +
 	"\rServerSession\x12$\n" +
 	"\vactive_time\x18\x01 \x01(\rH\x00R\n" +
 	"activeTime\x88\x01\x01\x12\x18\n" +
@@ -790,12 +956,34 @@ const file_sessionaudit_v1_session_proto_rawDesc = "" +
 	"\x10session_type_raw\x18\v \x01(\rH\x03R\x0esessionTypeRaw\x88\x01\x01\x12\x16\n" +
 	"\x06status\x18\f \x01(\tR\x06status\x12%\n" +
 	"\x0etransport_name\x18\r \x01(\tR\rtransportName\x12\x1b\n" +
-	"\tuser_name\x18\x0e \x01(\tR\buserNameB\x0e\n" +
+	"\tuser_name\x18\x0e \x01(\tR\buserName\x12-\n" +
+	"\x03smb\x18\x0f \x01(\v2\x1b.sessionaudit.v1.SmbSessionR\x03smbB\x0e\n" +
 	"\f_active_timeB\f\n" +
 	"\n" +
 	"_idle_timeB\x13\n" +
 	"\x11_resources_openedB\x13\n" +
-	"\x11_session_type_raw\"T\n" +
+	"\x11_session_type_raw\"\xf4\x03\n" +
+	"\n" +
+	"SmbSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x1d\n" +
+	"\n" +
+	"scope_name\x18\x02 \x01(\tR\tscopeName\x12*\n" +
+	"\x11cluster_node_name\x18\x03 \x01(\tR\x0fclusterNodeName\x120\n" +
+	"\x14client_computer_name\x18\x04 \x01(\tR\x12clientComputerName\x12(\n" +
+	"\x10client_user_name\x18\x05 \x01(\tR\x0eclientUserName\x12 \n" +
+	"\tnum_opens\x18\x06 \x01(\x04H\x00R\bnumOpens\x88\x01\x01\x12&\n" +
+	"\fseconds_idle\x18\a \x01(\rH\x01R\vsecondsIdle\x88\x01\x01\x12*\n" +
+	"\x0eseconds_exists\x18\b \x01(\rH\x02R\rsecondsExists\x88\x01\x01\x12\x18\n" +
+	"\adialect\x18\t \x01(\tR\adialect\x12%\n" +
+	"\x0etransport_name\x18\n" +
+	" \x01(\tR\rtransportName\x12&\n" +
+	"\fsmb_instance\x18\v \x01(\rH\x03R\vsmbInstance\x88\x01\x01B\f\n" +
+	"\n" +
+	"_num_opensB\x0f\n" +
+	"\r_seconds_idleB\x11\n" +
+	"\x0f_seconds_existsB\x0f\n" +
+	"\r_smb_instance\"T\n" +
 	"\x10ServerSessionKey\x12#\n" +
 	"\rcomputer_name\x18\x01 \x01(\tR\fcomputerName\x12\x1b\n" +
 	"\tuser_name\x18\x02 \x01(\tR\buserName*\x9d\x03\n" +
@@ -834,7 +1022,7 @@ func file_sessionaudit_v1_session_proto_rawDescGZIP() []byte {
 }
 
 var file_sessionaudit_v1_session_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sessionaudit_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sessionaudit_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sessionaudit_v1_session_proto_goTypes = []any{
 	(LogonType)(0),                // 0: sessionaudit.v1.LogonType
 	(ServerSessionType)(0),        // 1: sessionaudit.v1.ServerSessionType
@@ -842,22 +1030,24 @@ var file_sessionaudit_v1_session_proto_goTypes = []any{
 	(*LogonSession)(nil),          // 3: sessionaudit.v1.LogonSession
 	(*LogonSessionKey)(nil),       // 4: sessionaudit.v1.LogonSessionKey
 	(*ServerSession)(nil),         // 5: sessionaudit.v1.ServerSession
-	(*ServerSessionKey)(nil),      // 6: sessionaudit.v1.ServerSessionKey
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*SmbSession)(nil),            // 6: sessionaudit.v1.SmbSession
+	(*ServerSessionKey)(nil),      // 7: sessionaudit.v1.ServerSessionKey
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_sessionaudit_v1_session_proto_depIdxs = []int32{
-	7, // 0: sessionaudit.v1.LogonSession.install_date:type_name -> google.protobuf.Timestamp
+	8, // 0: sessionaudit.v1.LogonSession.install_date:type_name -> google.protobuf.Timestamp
 	0, // 1: sessionaudit.v1.LogonSession.logon_type:type_name -> sessionaudit.v1.LogonType
-	7, // 2: sessionaudit.v1.LogonSession.start_time:type_name -> google.protobuf.Timestamp
+	8, // 2: sessionaudit.v1.LogonSession.start_time:type_name -> google.protobuf.Timestamp
 	2, // 3: sessionaudit.v1.LogonSession.account:type_name -> sessionaudit.v1.Account
-	7, // 4: sessionaudit.v1.LogonSession.lingering_since:type_name -> google.protobuf.Timestamp
-	7, // 5: sessionaudit.v1.ServerSession.install_date:type_name -> google.protobuf.Timestamp
+	8, // 4: sessionaudit.v1.LogonSession.lingering_since:type_name -> google.protobuf.Timestamp
+	8, // 5: sessionaudit.v1.ServerSession.install_date:type_name -> google.protobuf.Timestamp
 	1, // 6: sessionaudit.v1.ServerSession.session_type:type_name -> sessionaudit.v1.ServerSessionType
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6, // 7: sessionaudit.v1.ServerSession.smb:type_name -> sessionaudit.v1.SmbSession
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_sessionaudit_v1_session_proto_init() }
@@ -867,13 +1057,14 @@ func file_sessionaudit_v1_session_proto_init() {
 	}
 	file_sessionaudit_v1_session_proto_msgTypes[1].OneofWrappers = []any{}
 	file_sessionaudit_v1_session_proto_msgTypes[3].OneofWrappers = []any{}
+	file_sessionaudit_v1_session_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sessionaudit_v1_session_proto_rawDesc), len(file_sessionaudit_v1_session_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -62,6 +62,7 @@ func (c *cli) secretCreateCommand() *command {
 	var label string
 	var maxUses int
 	var lifetime time.Duration
+	var vdiPool bool
 	cmd := newCommand("secret create", "", "Create an enrollment secret, print its id and its value. The value is shown\n"+
 		"only now: the database keeps its SHA-256 hash. Give it to the MSI as\n"+
 		"ENROLLMENT_SECRET or to the agents' Group Policy. Limit its uses and lifetime.")
@@ -69,6 +70,7 @@ func (c *cli) secretCreateCommand() *command {
 	cmd.String(&label, "label", "", "", "what the secret is for, e.g. 'GPO Servers OU, 2026-11' (required)")
 	cmd.Int(&maxUses, "max-uses", "", 0, "how many enrollments it allows; 0 means unlimited")
 	cmd.Duration(&lifetime, "expires-in", "", 0, "how long it is valid, e.g. 72h; 0 means until revoked")
+	cmd.Bool(&vdiPool, "vdi-pool", "", false, "for VDI pools: a machine enrolled with a pool secret may enroll again (at every boot) without allow-reenroll, superseding its previous agent")
 	cmd.run = func(ctx context.Context, c *cli, args []string) error {
 		if err := noArgs(args); err != nil {
 			return err
@@ -84,9 +86,16 @@ func (c *cli) secretCreateCommand() *command {
 			return err
 		}
 		return c.withStore(ctx, func(st *store.Store) error {
-			id, secret, err := st.CreateEnrollmentSecret(ctx, label, maxUses, exp)
+			create := st.CreateEnrollmentSecret
+			if vdiPool {
+				create = st.CreateVDIPoolSecret
+			}
+			id, secret, err := create(ctx, label, maxUses, exp)
 			if err != nil {
 				return err
+			}
+			if vdiPool {
+				fmt.Fprintln(c.stdout, "vdi pool: yes (re-enrollment of a pool machine needs no allow-reenroll)")
 			}
 			fmt.Fprintf(c.stdout, "id:      %s\nsecret:  %s\nexpires: %s\nuses:    %s\n", id, secret, when(exp), usesText(maxUses))
 			fmt.Fprintln(c.stderr, "The secret is not shown again. Anyone who has it can enroll agents until it is revoked.")
